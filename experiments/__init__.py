@@ -1,0 +1,1 @@
+"""Experiment runners reproducing the LoRA paper's tables."""

@@ -1,0 +1,1 @@
+"""A loralib-compatible LoRA layer library."""
