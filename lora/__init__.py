@@ -1,1 +1,35 @@
-"""A loralib-compatible LoRA layer library."""
+"""A loralib-compatible LoRA layer library: layers, injection, merging, adapter files, accounting."""
+
+from lora.accounting import ParameterCount, count_parameters
+from lora.architectures import PAPER_MATRICES, detect_architecture
+from lora.errors import AdapterMismatchError, LoRAConfigError, TargetNotFoundError, UnsupportedModuleError
+from lora.inject import inject_lora
+from lora.layers import Conv1d, Conv2d, Conv3d, ConvLoRA, Embedding, Linear, LoRALayer, MergedLinear
+from lora.merging import merge, merge_and_unload, unmerge
+from lora.trainable import lora_state_dict, mark_only_lora_as_trainable, named_lora_layers
+
+__all__ = [
+    "PAPER_MATRICES",
+    "AdapterMismatchError",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvLoRA",
+    "Embedding",
+    "Linear",
+    "LoRAConfigError",
+    "LoRALayer",
+    "MergedLinear",
+    "ParameterCount",
+    "TargetNotFoundError",
+    "UnsupportedModuleError",
+    "count_parameters",
+    "detect_architecture",
+    "inject_lora",
+    "lora_state_dict",
+    "mark_only_lora_as_trainable",
+    "merge",
+    "merge_and_unload",
+    "named_lora_layers",
+    "unmerge",
+]

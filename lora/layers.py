@@ -1,0 +1,436 @@
+"""LoRA layers with loralib 0.1.2's constructor arguments, parameter names and initialisation.
+
+Each layer computes ``h = W0 x + scaling * B A x`` with ``W0`` frozen and ``scaling = lora_alpha / r``
+(or ``lora_alpha / sqrt(r)`` with ``use_rslora``). Differences from loralib, all deliberate fixes:
+
+* ``weight`` always holds the pretrained ``W0``. Merging (``eval()`` with ``merge_weights``, or
+  :meth:`LoRALayer.merge`) keeps ``W0 + dW`` in a separate, non-persistent cache, so a ``state_dict()``
+  taken in any mode is safe to load anywhere, and train/eval toggles never drift ``W0`` in bf16/fp16.
+* Conv layers take any kernel size (int or tuple), groups, stride, padding and dilation, and apply
+  ``lora_dropout`` to the LoRA branch instead of ignoring it.
+* ``MergedLinear`` with no enabled slice is a plain linear layer instead of crashing.
+* Dropout is a module (``nn.Identity`` when off), so whole models pickle and ``torch.save``.
+* Out-of-range hyperparameters raise :class:`lora.errors.LoRAConfigError` (a ``ValueError``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lora._checks import check_alpha, check_dropout, check_enable_lora, check_rank
+
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvLoRA", "Embedding", "Linear", "LoRALayer", "MergedLinear"]
+
+
+class LoRALayer:
+    """Mixin holding the LoRA hyperparameters and the merge state shared by every LoRA layer."""
+
+    r: int
+    lora_alpha: float
+    scaling: float
+    merge_weights: bool
+    use_rslora: bool
+    lora_dropout: nn.Module
+    lora_A: nn.Parameter
+    lora_B: nn.Parameter
+    # Qualified type name of the module an injection replaced, so unloading can rebuild it.
+    base_layer_type: str | None = None
+
+    def __init__(
+        self,
+        r: int,
+        lora_alpha: float,
+        lora_dropout: float,
+        merge_weights: bool,
+        use_rslora: bool = False,
+    ) -> None:
+        self.r = check_rank(r)
+        self.lora_alpha = check_alpha(lora_alpha)
+        dropout = check_dropout(lora_dropout)
+        self.lora_dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+        self.merge_weights = merge_weights
+        self.use_rslora = use_rslora
+        if self.r > 0:
+            self.scaling = self.lora_alpha / (math.sqrt(self.r) if use_rslora else self.r)
+        # W0 + dW while merged; never saved, moves with .to(), None while unmerged.
+        self.register_buffer("_merged_weight", None, persistent=False)  # type: ignore[attr-defined]
+        self._merged_versions: tuple[int, ...] | None = None
+
+    # -- subclasses provide these -------------------------------------------------------------
+    @property
+    def frozen_weight(self) -> nn.Parameter:
+        """The pretrained weight ``W0`` that LoRA adapts, in the wrapped layer's own layout."""
+        return self.weight  # type: ignore[attr-defined]
+
+    def delta_weight(self) -> torch.Tensor:
+        """``scaling * B A`` reshaped to the layout of :attr:`frozen_weight`."""
+        raise NotImplementedError
+
+    # -- merge state ------------------------------------------------------------------------------
+    @property
+    def has_lora(self) -> bool:
+        """Whether this layer carries LoRA parameters (``r > 0`` and at least one adapted slice)."""
+        return self.r > 0 and "lora_A" in self._parameters  # type: ignore[attr-defined]
+
+    @property
+    def merged(self) -> bool:
+        """Whether forward uses the cached ``W0 + dW`` instead of the two-branch computation."""
+        return self._merged_weight is not None  # type: ignore[attr-defined]
+
+    def merged_weight(self) -> torch.Tensor:
+        """``W0 + dW`` computed in fp32 and rounded once to the dtype of ``W0``."""
+        weight = self.frozen_weight
+        if not self.has_lora:
+            return weight.detach().clone()
+        with torch.no_grad():
+            return (weight.float() + self.delta_weight().float()).to(weight.dtype)
+
+    def merge(self) -> None:
+        """Use ``W0 + dW`` in forward (zero added latency) without touching ``weight``."""
+        if self.has_lora:
+            self._merged_weight = self.merged_weight()
+            self._merged_versions = self._versions()
+
+    def unmerge(self) -> None:
+        """Return to the two-branch forward; exact, since ``weight`` was never modified."""
+        self._merged_weight = None
+        self._merged_versions = None
+
+    def _versions(self) -> tuple[int, ...]:
+        return (self.frozen_weight._version, self.lora_A._version, self.lora_B._version)
+
+    def _weight_for_forward(self) -> torch.Tensor:
+        """The merged cache when merged (refreshed if W0, A or B changed in place), else ``W0``."""
+        if not self.merged:
+            return self.frozen_weight
+        if not torch.compiler.is_compiling() and self._versions() != self._merged_versions:
+            self.merge()
+        return self._merged_weight  # type: ignore[attr-defined,return-value]
+
+    def train(self, mode: bool = True):
+        """Set the mode; with ``merge_weights``, eval merges and train unmerges (as loralib)."""
+        nn.Module.train(self, mode)  # type: ignore[arg-type]
+        if self.merge_weights:
+            if mode:
+                self.unmerge()
+            else:
+                self.merge()
+        return self
+
+    def _lora_extra_repr(self) -> str:
+        if self.r == 0:
+            return "r=0"
+        kind = ", use_rslora=True" if self.use_rslora else ""
+        return f"r={self.r}, lora_alpha={self.lora_alpha}, scaling={self.scaling:g}{kind}"
+
+
+def _kaiming_uniform_(tensor: torch.Tensor) -> None:
+    # The default nn.Linear initialisation, as loralib uses for A.
+    nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))
+
+
+class Embedding(LoRALayer, nn.Embedding):
+    """``nn.Embedding`` with a LoRA update; A starts at zero and B normal (loralib's choice)."""
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        r: int = 0,
+        lora_alpha: float = 1,
+        merge_weights: bool = True,
+        use_rslora: bool = False,
+        **kwargs,
+    ) -> None:
+        nn.Embedding.__init__(self, num_embeddings, embedding_dim, **kwargs)
+        LoRALayer.__init__(self, r, lora_alpha, 0.0, merge_weights, use_rslora)
+        if self.r > 0:
+            self._create_lora_parameters(self.weight.device, self.weight.dtype)
+            self.weight.requires_grad = False
+        self.reset_parameters()
+
+    def _create_lora_parameters(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.lora_A = nn.Parameter(torch.zeros((self.r, self.num_embeddings), device=device, dtype=dtype))
+        self.lora_B = nn.Parameter(torch.zeros((self.embedding_dim, self.r), device=device, dtype=dtype))
+
+    def reset_parameters(self) -> None:
+        nn.Embedding.reset_parameters(self)
+        if "lora_A" in self._parameters:
+            self.reset_lora_parameters()
+
+    def reset_lora_parameters(self) -> None:
+        nn.init.zeros_(self.lora_A)
+        nn.init.normal_(self.lora_B)
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A).transpose(0, 1) * self.scaling
+
+    def _lookup(self, x: torch.Tensor, table: torch.Tensor, max_norm: float | None) -> torch.Tensor:
+        return F.embedding(
+            x, table, self.padding_idx, max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self._lookup(x, self._weight_for_forward(), self.max_norm)
+        if self.has_lora and not self.merged:
+            # max_norm renormalises rows in place: apply it to W0 only, never to the adapter.
+            after_a = self._lookup(x, self.lora_A.transpose(0, 1), None)
+            result = result + ((after_a @ self.lora_B.transpose(0, 1)) * self.scaling).to(result.dtype)
+        return result
+
+    def extra_repr(self) -> str:
+        return f"{nn.Embedding.extra_repr(self)}, {self._lora_extra_repr()}"
+
+
+class Linear(LoRALayer, nn.Linear):
+    """``nn.Linear`` with a LoRA update; ``fan_in_fan_out`` stores ``weight`` as (in, out) like GPT-2."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        r: int = 0,
+        lora_alpha: float = 1,
+        lora_dropout: float = 0.0,
+        fan_in_fan_out: bool = False,
+        merge_weights: bool = True,
+        use_rslora: bool = False,
+        **kwargs,
+    ) -> None:
+        nn.Linear.__init__(self, in_features, out_features, **kwargs)
+        LoRALayer.__init__(self, r, lora_alpha, lora_dropout, merge_weights, use_rslora)
+        self.fan_in_fan_out = fan_in_fan_out
+        if self.r > 0:
+            self._create_lora_parameters(self.weight.device, self.weight.dtype)
+            self.weight.requires_grad = False
+        self.reset_parameters()
+        if fan_in_fan_out:
+            self.weight.data = self.weight.data.transpose(0, 1).contiguous()
+
+    def _create_lora_parameters(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.lora_A = nn.Parameter(torch.zeros((self.r, self.in_features), device=device, dtype=dtype))
+        self.lora_B = nn.Parameter(torch.zeros((self.out_features, self.r), device=device, dtype=dtype))
+
+    def reset_parameters(self) -> None:
+        nn.Linear.reset_parameters(self)
+        if "lora_A" in self._parameters:
+            self.reset_lora_parameters()
+
+    def reset_lora_parameters(self) -> None:
+        _kaiming_uniform_(self.lora_A)
+        nn.init.zeros_(self.lora_B)
+
+    def _oriented(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.transpose(0, 1) if self.fan_in_fan_out else weight
+
+    def delta_weight(self) -> torch.Tensor:
+        return self._oriented(self.lora_B @ self.lora_A) * self.scaling
+
+    def lora_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """``scaling * B A dropout(x)``: the update the frozen layer's output receives."""
+        after_a = F.linear(self.lora_dropout(x).to(self.lora_A.dtype), self.lora_A)
+        return F.linear(after_a, self.lora_B) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = F.linear(x, self._oriented(self._weight_for_forward()), self.bias)
+        if self.has_lora and not self.merged:
+            result = result + self.lora_branch(x).to(result.dtype)
+        return result
+
+    def extra_repr(self) -> str:
+        fifo = ", fan_in_fan_out=True" if self.fan_in_fan_out else ""
+        return f"{nn.Linear.extra_repr(self)}{fifo}, {self._lora_extra_repr()}"
+
+
+class MergedLinear(LoRALayer, nn.Linear):
+    """A fused projection (e.g. GPT-2's q/k/v ``c_attn``) whose equal output slices are adapted separately.
+
+    ``enable_lora`` has one flag per slice; each enabled slice gets its own rank-``r`` pair, stacked
+    in ``lora_A`` (``r * n_enabled`` x in) and ``lora_B`` (``out / n_slices * n_enabled`` x ``r``).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        r: int = 0,
+        lora_alpha: float = 1,
+        lora_dropout: float = 0.0,
+        enable_lora: Sequence[bool] = (False,),
+        fan_in_fan_out: bool = False,
+        merge_weights: bool = True,
+        use_rslora: bool = False,
+        **kwargs,
+    ) -> None:
+        nn.Linear.__init__(self, in_features, out_features, **kwargs)
+        LoRALayer.__init__(self, r, lora_alpha, lora_dropout, merge_weights, use_rslora)
+        self.enable_lora = check_enable_lora(enable_lora, out_features)
+        self.fan_in_fan_out = fan_in_fan_out
+        if self.r > 0 and any(self.enable_lora):
+            self._create_lora_parameters(self.weight.device, self.weight.dtype)
+            self.weight.requires_grad = False
+        self.reset_parameters()
+        if fan_in_fan_out:
+            self.weight.data = self.weight.data.transpose(0, 1).contiguous()
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.enable_lora)
+
+    @property
+    def n_enabled(self) -> int:
+        return sum(self.enable_lora)
+
+    @property
+    def slice_size(self) -> int:
+        return self.out_features // self.n_slices
+
+    def _create_lora_parameters(self, device: torch.device, dtype: torch.dtype) -> None:
+        n, size = self.n_enabled, self.slice_size
+        self.lora_A = nn.Parameter(torch.zeros((self.r * n, self.in_features), device=device, dtype=dtype))
+        self.lora_B = nn.Parameter(torch.zeros((size * n, self.r), device=device, dtype=dtype))
+        enabled = [i for i, flag in enumerate(self.enable_lora) if flag]
+        self.register_buffer(
+            "_enabled_slices", torch.tensor(enabled, dtype=torch.long, device=device), persistent=False
+        )
+
+    def reset_parameters(self) -> None:
+        nn.Linear.reset_parameters(self)
+        if "lora_A" in self._parameters:
+            self.reset_lora_parameters()
+
+    def reset_lora_parameters(self) -> None:
+        _kaiming_uniform_(self.lora_A)
+        nn.init.zeros_(self.lora_B)
+
+    def _oriented(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.transpose(0, 1) if self.fan_in_fan_out else weight
+
+    def _scatter_slices(self, enabled_part: torch.Tensor) -> torch.Tensor:
+        """Place per-slice updates (..., n_enabled, slice) into zeros of shape (..., out_features)."""
+        if self.n_enabled == self.n_slices:
+            return enabled_part.flatten(-2)
+        full = enabled_part.new_zeros((*enabled_part.shape[:-2], self.n_slices, self.slice_size))
+        return full.index_copy(-2, self._enabled_slices, enabled_part).flatten(-2)
+
+    def delta_weight(self) -> torch.Tensor:
+        n, size = self.n_enabled, self.slice_size
+        a = self.lora_A.view(n, self.r, self.in_features)
+        b = self.lora_B.view(n, size, self.r)
+        blocks = torch.bmm(b, a)  # (n_enabled, slice, in)
+        full = self._scatter_slices(blocks.permute(2, 0, 1))  # (in, out)
+        return self._oriented(full.transpose(0, 1)) * self.scaling
+
+    def lora_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """``scaling * B A dropout(x)`` for the enabled slices, zeros elsewhere."""
+        n, size = self.n_enabled, self.slice_size
+        after_a = F.linear(self.lora_dropout(x).to(self.lora_A.dtype), self.lora_A)
+        after_a = after_a.unflatten(-1, (n, self.r))
+        per_slice = torch.einsum("...gr,gsr->...gs", after_a, self.lora_B.view(n, size, self.r))
+        return self._scatter_slices(per_slice) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = F.linear(x, self._oriented(self._weight_for_forward()), self.bias)
+        if self.has_lora and not self.merged:
+            result = result + self.lora_branch(x).to(result.dtype)
+        return result
+
+    def extra_repr(self) -> str:
+        fifo = ", fan_in_fan_out=True" if self.fan_in_fan_out else ""
+        slices = f"enable_lora={self.enable_lora}{fifo}"
+        return f"{nn.Linear.extra_repr(self)}, {slices}, {self._lora_extra_repr()}"
+
+
+class ConvLoRA(LoRALayer, nn.Module):
+    """A convolution (held as ``self.conv``) with a LoRA update of its weight.
+
+    ``dW = B A`` is reshaped to the kernel; with kernel ``(k0, k1, ...)`` A is ``(r*k0, in*k1*...)`` and
+    B is ``(out/groups*k0, r*k0)``, which reduces to loralib's shapes for a square ``Conv2d`` kernel
+    (so its checkpoints load) and gives the right size for every other kernel, ``Conv1d`` and ``Conv3d``.
+    """
+
+    def __init__(
+        self,
+        conv_module: type[nn.modules.conv._ConvNd],
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        r: int = 0,
+        lora_alpha: float = 1,
+        lora_dropout: float = 0.0,
+        merge_weights: bool = True,
+        use_rslora: bool = False,
+        **kwargs,
+    ) -> None:
+        nn.Module.__init__(self)
+        self.conv = conv_module(in_channels, out_channels, kernel_size, **kwargs)
+        LoRALayer.__init__(self, r, lora_alpha, lora_dropout, merge_weights, use_rslora)
+        if self.r > 0:
+            self._create_lora_parameters(self.conv.weight.device, self.conv.weight.dtype)
+            self.conv.weight.requires_grad = False
+        self.reset_parameters()
+
+    @property
+    def frozen_weight(self) -> nn.Parameter:
+        return self.conv.weight
+
+    def _create_lora_parameters(self, device: torch.device, dtype: torch.dtype) -> None:
+        kernel = tuple(self.conv.kernel_size)
+        k0, rest = kernel[0], math.prod(kernel[1:])
+        out_per_group = self.conv.out_channels // self.conv.groups
+        a_shape = (self.r * k0, self.conv.in_channels * rest)
+        b_shape = (out_per_group * k0, self.r * k0)
+        self.lora_A = nn.Parameter(torch.zeros(a_shape, device=device, dtype=dtype))
+        self.lora_B = nn.Parameter(torch.zeros(b_shape, device=device, dtype=dtype))
+
+    def reset_parameters(self) -> None:
+        self.conv.reset_parameters()
+        if "lora_A" in self._parameters:
+            self.reset_lora_parameters()
+
+    def reset_lora_parameters(self) -> None:
+        _kaiming_uniform_(self.lora_A)
+        nn.init.zeros_(self.lora_B)
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A).view(self.conv.weight.shape) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self._weight_for_forward()
+        if not self.has_lora or self.merged:
+            return self.conv._conv_forward(x, weight, self.conv.bias)
+        delta = self.delta_weight().to(weight.dtype)
+        if isinstance(self.lora_dropout, nn.Identity) or not self.training:
+            return self.conv._conv_forward(x, weight + delta, self.conv.bias)
+        # conv is linear in its input: conv(x, W0) + conv(dropout(x), dW) applies dropout to LoRA only.
+        base = self.conv._conv_forward(x, weight, self.conv.bias)
+        return base + self.conv._conv_forward(self.lora_dropout(x), delta, None)
+
+    def extra_repr(self) -> str:
+        return self._lora_extra_repr()
+
+
+class Conv1d(ConvLoRA):
+    """``nn.Conv1d`` with a LoRA update."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(nn.Conv1d, *args, **kwargs)
+
+
+class Conv2d(ConvLoRA):
+    """``nn.Conv2d`` with a LoRA update."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(nn.Conv2d, *args, **kwargs)
+
+
+class Conv3d(ConvLoRA):
+    """``nn.Conv3d`` with a LoRA update."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(nn.Conv3d, *args, **kwargs)

@@ -1,0 +1,80 @@
+"""Which parameters train, and which go into a LoRA checkpoint (loralib's two helpers, fixed for conv)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn as nn
+
+from lora._checks import check_bias_mode
+from lora.layers import ConvLoRA, LoRALayer
+
+__all__ = ["lora_state_dict", "mark_only_lora_as_trainable", "named_lora_layers"]
+
+
+def named_lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALayer]]:
+    """Yield ``(qualified name, layer)`` for every LoRA layer in ``model``."""
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALayer):
+            yield name, module
+
+
+def _bias_name(layer_name: str, layer: LoRALayer) -> str | None:
+    """State-dict key of the bias of a LoRA layer (conv layers keep theirs under ``conv.bias``)."""
+    owner = layer.conv if isinstance(layer, ConvLoRA) else layer
+    if getattr(owner, "bias", None) is None:
+        return None
+    prefix = f"{layer_name}." if layer_name else ""
+    return f"{prefix}conv.bias" if isinstance(layer, ConvLoRA) else f"{prefix}bias"
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(name == p or name.startswith(f"{p}.") or f".{p}." in f".{name}." for p in patterns)
+
+
+def mark_only_lora_as_trainable(
+    model: nn.Module, bias: str = "none", trainable_modules: Sequence[str] = ()
+) -> None:
+    """Freeze everything but the LoRA matrices, the chosen biases and any ``trainable_modules``.
+
+    Args:
+        model: the model, modified in place.
+        bias: ``"none"``, ``"all"`` (every parameter named ``*bias``) or ``"lora_only"`` (biases
+            of LoRA layers, conv layers included).
+        trainable_modules: module names (or dotted name components, e.g. ``"classifier"``) whose
+            parameters all train, such as a task head.
+
+    Raises:
+        LoRAConfigError: if ``bias`` is not one of the three modes.
+    """
+    check_bias_mode(bias)
+    lora_biases = {
+        key for name, layer in named_lora_layers(model) if (key := _bias_name(name, layer)) is not None
+    }
+    for name, param in model.named_parameters():
+        is_lora = "lora_" in name
+        is_bias = (bias == "all" and "bias" in name) or (bias == "lora_only" and name in lora_biases)
+        param.requires_grad = is_lora or is_bias or _matches(name, trainable_modules)
+
+
+def lora_state_dict(model: nn.Module, bias: str = "none") -> dict[str, torch.Tensor]:
+    """The LoRA matrices (and chosen biases) of ``model``'s state dict, for small checkpoints.
+
+    Keys are the model's own state-dict keys, so ``model.load_state_dict(sd, strict=False)`` restores
+    them. Weights are always unmerged, whatever mode the model is in.
+
+    Raises:
+        LoRAConfigError: if ``bias`` is not ``"none"``, ``"all"`` or ``"lora_only"``.
+    """
+    check_bias_mode(bias)
+    state = model.state_dict()
+    keep = {key for key in state if "lora_" in key}
+    if bias == "all":
+        keep |= {key for key in state if "bias" in key}
+    elif bias == "lora_only":
+        for name, layer in named_lora_layers(model):
+            key = _bias_name(name, layer)
+            if layer.has_lora and key is not None:
+                keep.add(key)
+    return {key: value for key, value in state.items() if key in keep}

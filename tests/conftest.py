@@ -1,0 +1,38 @@
+"""Tiny Hugging Face models built from configs (no downloads) shared by the tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+from tests.tiny_models import tiny_gpt2_config, tiny_llama_config, tiny_roberta_config  # noqa: E402
+
+
+@pytest.fixture
+def tiny_roberta():
+    from transformers import RobertaForSequenceClassification
+
+    torch.manual_seed(0)
+    return RobertaForSequenceClassification(tiny_roberta_config()).eval()
+
+
+@pytest.fixture
+def tiny_gpt2():
+    from transformers import GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(tiny_gpt2_config()).eval()
+
+
+@pytest.fixture
+def tiny_llama():
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(tiny_llama_config()).eval()
