@@ -1,0 +1,74 @@
+"""Pretrained models and tokenizers by hub name or local folder, failing fast and clearly offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from experiments.hub import require_hub
+
+__all__ = ["load_causal_lm", "load_sequence_classifier", "load_tokenizer", "resolve_source"]
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_source(name_or_path: str) -> str:
+    """A local folder as an absolute path; a hub name only if it is cached or the hub is reachable."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    if path.is_absolute() or name_or_path.startswith((".", "~")):
+        raise FileNotFoundError(
+            f"model.name_or_path={name_or_path} is not a folder; point it at a folder written by "
+            "save_pretrained (e.g. ~/.cache/lora-models/minilm-l6-h384 from ../shared/tools/fetch-models.sh)"
+        )
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
+            return name_or_path  # cached: from_pretrained can work offline
+    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
+        pass
+    require_hub(f"model {name_or_path!r}")
+    return name_or_path
+
+
+def _dtype(name: str) -> torch.dtype:
+    if name not in _DTYPES:
+        raise ValueError(f"model.dtype must be one of {', '.join(_DTYPES)}; got {name!r}")
+    return _DTYPES[name]
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    """The model's own tokenizer (fast when available)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_source(name_or_path))
+
+
+def load_sequence_classifier(
+    name_or_path: str, num_labels: int, dtype: str = "float32", attn_implementation: str | None = None
+) -> nn.Module:
+    """An encoder with a fresh classification (``num_labels > 1``) or regression (``1``) head."""
+    from transformers import AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {"num_labels": num_labels, "dtype": _dtype(dtype)}
+    kwargs["problem_type"] = "regression" if num_labels == 1 else "single_label_classification"
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    return AutoModelForSequenceClassification.from_pretrained(resolve_source(name_or_path), **kwargs)
+
+
+def load_causal_lm(
+    name_or_path: str, dtype: str = "float32", attn_implementation: str | None = None
+) -> nn.Module:
+    """A causal language model (GPT-2, Llama family, ...)."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": _dtype(dtype)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    return AutoModelForCausalLM.from_pretrained(resolve_source(name_or_path), **kwargs)

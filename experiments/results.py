@@ -1,0 +1,138 @@
+"""Where a run lives, what its result file records, and how it is written.
+
+A run's directory is a function of its configuration, so the same command finds its own checkpoint
+after a kill; seeds of one configuration share a parent directory, which the report groups by.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import traceback
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from experiments.atomic import write_json_atomic
+
+__all__ = [
+    "FAILURE_FILE",
+    "RESULT_FILE",
+    "config_hash",
+    "environment",
+    "method_tag",
+    "read_result",
+    "write_failure",
+    "write_result",
+]
+
+RESULT_FILE = "result.json"
+FAILURE_FILE = "failure.json"
+SCHEMA_VERSION = 1
+# Keys that change where or how fast a run goes, not what it computes.
+_NON_SEMANTIC = {"results_dir", "overwrite", "device", "hydra", "seed"}
+_NON_SEMANTIC_TRAIN = {"compile", "checkpoint_every_steps", "per_device_batch_size", "eval_batch_size"}
+_NON_SEMANTIC_DATA = {"dir"}
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """A short hash of the settings that determine a run's outcome (seed and paths excluded)."""
+    semantic = {k: v for k, v in cfg.items() if k not in _NON_SEMANTIC}
+    if "train" in semantic:
+        semantic["train"] = {k: v for k, v in semantic["train"].items() if k not in _NON_SEMANTIC_TRAIN}
+    if "data" in semantic:
+        semantic["data"] = {k: v for k, v in semantic["data"].items() if k not in _NON_SEMANTIC_DATA}
+    text = json.dumps(semantic, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def method_tag(cfg: Mapping[str, Any]) -> str:
+    """A readable directory name for the method and its key settings, made unique by the config hash."""
+    method = cfg["method"]
+    if method["name"] == "lora":
+        rs = "rs" if method.get("use_rslora") else ""
+        label = f"lora_r{method['r']}_{rs}a{method['lora_alpha']:g}_{'-'.join(method['targets'])}"
+    else:
+        label = method["name"]
+    return f"{label}_{cfg['preset']['name']}_{config_hash(cfg)}"
+
+
+def _git_commit() -> str | None:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}{'+dirty' if dirty else ''}"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Software and hardware a run used, so numbers can be traced and compared like with like."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "device": str(device),
+        "gpu": gpu,
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "versions": {
+            name: _version(name)
+            for name in ("lora-harness", "torch", "transformers", "peft", "hydra-core", "datasets")
+        },
+        "cuda": torch.version.cuda,
+        "git_commit": _git_commit(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_result(run_dir: Path, result: dict[str, Any], extra_dirs: tuple[Path, ...] = ()) -> Path:
+    """Write ``result.json`` atomically into the run directory (and copies into ``extra_dirs``)."""
+    result = {"schema_version": SCHEMA_VERSION, **result}
+    path = write_json_atomic(Path(run_dir) / RESULT_FILE, result)
+    for directory in extra_dirs:
+        write_json_atomic(Path(directory) / RESULT_FILE, result)
+    (Path(run_dir) / FAILURE_FILE).unlink(missing_ok=True)
+    return path
+
+
+def write_failure(directory: Path, identity: dict[str, Any], error: BaseException) -> Path:
+    """Record a failed run (for sweeps, whose other jobs go on) with its error and traceback."""
+    return write_json_atomic(
+        Path(directory) / FAILURE_FILE,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "status": "failed",
+            **identity,
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": "".join(traceback.format_exception(error)),
+            "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+
+
+def read_result(run_dir: Path) -> dict[str, Any] | None:
+    """The finished result of a run directory, or None."""
+    path = Path(run_dir) / RESULT_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if data.get("status") == "completed" else None

@@ -1,0 +1,192 @@
+"""What every runner does around training: its run directory, skip/resume/overwrite, the Hydra shell
+that records failed sweep jobs, saving what trained, and best/last summaries."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig, OmegaConf
+
+import lora
+from experiments.atomic import atomic_write
+from experiments.recipes import register_resolvers
+from experiments.results import method_tag, read_result, write_failure
+
+__all__ = [
+    "hydra_output_dir",
+    "plain_config",
+    "prepare_run_dir",
+    "remove_checkpoint",
+    "run_hydra_job",
+    "save_trained",
+    "summarize_history",
+]
+
+
+def plain_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The fully resolved config as plain Python containers (the Hydra section dropped)."""
+    register_resolvers()
+    if isinstance(cfg, DictConfig):
+        data = OmegaConf.to_container(cfg, resolve=True)
+    else:
+        data = OmegaConf.to_container(OmegaConf.create(dict(cfg)), resolve=True)
+    data.pop("hydra", None)  # type: ignore[union-attr]
+    return data  # type: ignore[return-value]
+
+
+def run_directory(cfg: Mapping[str, Any], family: str) -> Path:
+    """``<results_dir>/<family>/<model>/<task>/<method tag>/seed<seed>``: a function of the config."""
+    return (
+        Path(cfg["results_dir"])
+        / family
+        / cfg["model"]["name"]
+        / cfg["task"]["name"]
+        / method_tag(cfg)
+        / f"seed{cfg['seed']}"
+    )
+
+
+def prepare_run_dir(cfg: Mapping[str, Any], family: str) -> tuple[Path, dict[str, Any] | None]:
+    """The run directory and its finished result, if any (``overwrite`` clears both)."""
+    run_dir = run_directory(cfg, family)
+    if cfg.get("overwrite") and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, read_result(run_dir)
+
+
+def remove_checkpoint(run_dir: Path) -> None:
+    """Drop the resume checkpoint once the result is written (a full-FT one holds the optimizer state)."""
+    shutil.rmtree(Path(run_dir) / "checkpoint", ignore_errors=True)
+
+
+def hydra_output_dir() -> Path | None:
+    """The Hydra job's output directory when running under Hydra, else None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except (ImportError, ValueError):
+        return None
+
+
+def _in_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except (ImportError, ValueError):
+        return False
+
+
+def run_hydra_job(run: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, family: str) -> float | None:
+    """Run one job; inside a multirun a failure is recorded in ``failure.json`` and the sweep goes on.
+
+    Returns the main metric (for Hydra sweepers that optimise it) or None for a failed sweep job.
+    """
+    try:
+        result = run(cfg)
+    except Exception as error:
+        if not _in_multirun():
+            raise
+        identity: dict[str, Any] = {"family": family, "overrides": _overrides()}
+        try:
+            plain = plain_config(cfg)
+            identity.update(
+                {
+                    "task": plain["task"]["name"],
+                    "model": plain["model"]["name"],
+                    "method": plain["method"]["name"],
+                    "seed": plain["seed"],
+                    "config": plain,
+                }
+            )
+            directory = run_directory(plain, family)
+        except Exception:
+            directory = hydra_output_dir() or Path(".")
+        path = write_failure(directory, identity, error)
+        print(
+            f"FAILED ({type(error).__name__}: {error}); recorded in {path}; the sweep continues", flush=True
+        )
+        return None
+    return result.get("main_metric_value")
+
+
+def _overrides() -> list[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except (ImportError, ValueError):
+        return []
+
+
+def summarize_history(history: Sequence[Mapping[str, Any]], main_key: str) -> dict[str, Any]:
+    """Best epoch by ``main_key`` (the paper reports the best epoch) and the last epoch."""
+    scored = [entry for entry in history if main_key in entry]
+    if not scored:
+        return {"best": None, "last": None, "best_epoch": None}
+    best = max(scored, key=lambda entry: entry[main_key])
+    return {"best": dict(best), "last": dict(scored[-1]), "best_epoch": best["epoch"]}
+
+
+def save_trained(
+    model: nn.Module,
+    method: Mapping[str, Any],
+    run_dir: Path,
+    head_modules: Sequence[str],
+    metadata: Mapping[str, Any],
+    save_full_weights: bool = False,
+) -> str | None:
+    """Save what trained, for reuse: the LoRA adapter (with head), or the trainable tensors (BitFit)."""
+    if method["name"] == "lora":
+        path = lora.save_adapter(
+            model,
+            run_dir / "adapter",
+            bias=method.get("bias", "none"),
+            modules_to_save=list(head_modules),
+            metadata=dict(metadata),
+        )
+        return str(path)
+    if method["name"] == "full_ft" and not save_full_weights:
+        return None
+    from safetensors.torch import save_file
+
+    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    target = run_dir / "trainable.safetensors"
+    atomic_write(target, lambda tmp: save_file(tensors, str(tmp), metadata={"method": method["name"]}))
+    return str(target)
+
+
+def load_lora_init(model: nn.Module, adapter_dir: str | Path) -> list[str]:
+    """Start from a trained adapter's LoRA matrices (not its head), as the paper's MNLI-initialised runs."""
+    from safetensors.torch import load_file
+
+    path = Path(adapter_dir).expanduser()
+    file = path / "adapter.safetensors" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"method.init_adapter={adapter_dir}: no adapter.safetensors there; point it at the 'adapter' "
+            "folder of a finished LoRA run (e.g. .../mnli/<tag>/seed0/adapter)"
+        )
+    tensors = {k: v for k, v in load_file(str(file)).items() if k.rpartition(".")[2].startswith("lora_")}
+    params = dict(model.named_parameters())
+    missing = sorted(k for k in params if k.rpartition(".")[2].startswith("lora_") and k not in tensors)
+    unexpected = sorted(k for k in tensors if k not in params)
+    wrong = sorted(k for k, v in tensors.items() if k in params and params[k].shape != v.shape)
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"method.init_adapter={adapter_dir} does not fit this model's LoRA layers: missing {missing[:4]}, "
+            f"unexpected {unexpected[:4]}, shape mismatches {wrong[:4]}; use an adapter trained with the "
+            "same model, targets and r"
+        )
+    with torch.no_grad():
+        for key, value in tensors.items():
+            params[key].copy_(value)
+    return sorted(tensors)

@@ -1,0 +1,314 @@
+"""The training loop every runner shares: AdamW, linear warmup/decay, accumulation, AMP, DDP, resume.
+
+Reproducibility is built in rather than bolted on:
+
+* the batch order of each epoch is a permutation seeded by (seed, epoch), so a restart regenerates it
+  and skips the batches already done;
+* the random stream (dropout) is reseeded from (seed, step, rank) before every optimizer step, so a
+  resumed run draws exactly what an uninterrupted one would;
+* the loss of a global batch is the sum over its items divided by the batch's item count (examples, or
+  target tokens for language modelling), whatever the number of processes and micro-batches.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from experiments.checkpointing import Checkpointer, TrainState
+from experiments.distributed import DistContext
+
+__all__ = ["FitOutcome", "TrainSettings", "epoch_batches", "fit", "micro_batches", "resolve_precision"]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings; ``batch_size`` is the global batch (all processes, all micro-batches)."""
+
+    lr: float
+    epochs: int
+    batch_size: int
+    per_device_batch_size: int | None = None
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    warmup_steps: int | None = None
+    max_grad_norm: float | None = None
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    precision: str = "auto"
+    max_steps: int | None = None
+    checkpoint_every_steps: int = 500
+    eval_every_epoch: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "epochs", "batch_size"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.per_device_batch_size is not None and self.per_device_batch_size <= 0:
+            raise ValueError(
+                f"train.per_device_batch_size must be > 0 or null, got {self.per_device_batch_size}"
+            )
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass
+class FitOutcome:
+    """What training produced, for the result file."""
+
+    history: list[dict[str, Any]]
+    global_step: int
+    total_steps: int
+    steps_per_epoch: int
+    wall_time_s: float
+    peak_memory_bytes: int
+    tokens_seen: int
+    resumed_from_step: int | None
+    precision: str
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` is bf16 autocast on a GPU that supports it, fp32 otherwise (always fp32 on CPU)."""
+    if precision == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return "bf16" if cuda_bf16 else "fp32"
+    if precision not in {"fp32", "bf16", "fp16"}:
+        raise ValueError(f"train.precision must be auto, fp32, bf16 or fp16; got {precision!r}")
+    if precision != "fp32" and device.type != "cuda":
+        raise ValueError(f"train.precision={precision} needs a GPU; on CPU use fp32 (or auto)")
+    return precision
+
+
+def epoch_batches(n_items: int, global_batch: int, seed: int, epoch: int) -> list[list[int]]:
+    """The global batches of one epoch: a permutation seeded by (seed, epoch), cut into chunks."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n_items, generator=generator).tolist()
+    return [order[i : i + global_batch] for i in range(0, n_items, global_batch)]
+
+
+def micro_batches(global_batch: Sequence[int], ctx: DistContext, per_device: int) -> list[list[int]]:
+    """This rank's micro-batches of a global batch; every rank gets the same number (some may be empty)."""
+    shard = list(global_batch[ctx.rank :: ctx.world_size])
+    longest = math.ceil(len(global_batch) / ctx.world_size)
+    n_micro = max(1, math.ceil(longest / per_device))
+    return [shard[k * per_device : (k + 1) * per_device] for k in range(n_micro)]
+
+
+def _optimizer(model: nn.Module, settings: TrainSettings, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW without weight decay on biases and norm weights (vectors), as HF's Trainer does."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    if not decay and not no_decay:
+        raise ValueError("the model has no trainable parameters; check the method and its targets")
+    groups = [
+        {"params": decay, "weight_decay": settings.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]],
+        lr=settings.lr,
+        betas=(settings.adam_beta1, settings.adam_beta2),
+        eps=settings.adam_eps,
+        fused=device.type == "cuda",
+    )
+
+
+def _linear_schedule(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    # The definition of HF's get_linear_schedule_with_warmup, which the authors' scripts used.
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def fit(
+    model: nn.Module,
+    dataset: Sequence[Any],
+    collate: Callable[[list[Any]], dict[str, torch.Tensor]],
+    loss_sum: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor],
+    evaluate: Callable[[nn.Module, int], dict[str, Any]],
+    settings: TrainSettings,
+    run_dir: Path,
+    ctx: DistContext,
+    fingerprint: str,
+    item_count: Callable[[Any], int] = lambda item: 1,
+    log: Callable[[str], None] = print,
+) -> FitOutcome:
+    """Train ``model``'s trainable parameters and evaluate after each epoch, resuming if possible.
+
+    Args:
+        dataset: indexable items; ``collate`` turns a list of them into a batch of tensors.
+        loss_sum: the summed (not averaged) loss of a batch; normalised here by the global item count.
+        evaluate: metrics of the unwrapped model after epoch ``e`` (1-based); called on rank 0 only.
+        fingerprint: identifies the configuration, so a checkpoint is only resumed by the same one.
+        item_count: how many loss terms an item contributes (1 per example, or its target tokens).
+    """
+    device = ctx.device
+    precision = resolve_precision(settings.precision, device)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    per_device = settings.per_device_batch_size or math.ceil(settings.batch_size / ctx.world_size)
+    steps_per_epoch = math.ceil(len(dataset) / settings.batch_size)
+    total_steps = settings.epochs * steps_per_epoch
+    if settings.max_steps is not None:
+        total_steps = min(total_steps, settings.max_steps)
+    warmup = (
+        settings.warmup_steps
+        if settings.warmup_steps is not None
+        else int(settings.warmup_ratio * total_steps)
+    )
+
+    optimizer = _optimizer(model, settings, device)
+    scheduler = _linear_schedule(optimizer, warmup, total_steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    checkpointer = Checkpointer(run_dir / "checkpoint", fingerprint)
+    state, resumed_from = TrainState(), None
+    if checkpointer.exists():
+        state = checkpointer.load(model, optimizer, scheduler, scaler)
+        resumed_from = state.global_step
+        log(f"resuming from step {state.global_step}/{total_steps} ({checkpointer.path})")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    wrapped = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if ctx.enabled
+        else model
+    )
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
+
+    # Running sums stay on the device: reading them every step would stall the GPU.
+    epoch_loss = torch.zeros((), device=device, dtype=torch.float64)
+    tokens = torch.zeros((), device=device, dtype=torch.int64)
+
+    def flush_sums() -> None:
+        state.epoch_loss_sum += ctx.all_reduce_sum(float(epoch_loss))
+        state.tokens_seen += int(ctx.all_reduce_sum(float(tokens)))
+        epoch_loss.zero_()
+        tokens.zero_()
+
+    def save() -> None:
+        flush_sums()
+        if ctx.is_main:
+            checkpointer.save(model, optimizer, scheduler, scaler, state)
+        ctx.barrier()
+
+    started = time.perf_counter() - state.elapsed_s
+    start_epoch = state.global_step // steps_per_epoch
+    for epoch in range(start_epoch, settings.epochs):
+        if state.global_step >= total_steps:
+            break
+        batches = epoch_batches(len(dataset), settings.batch_size, settings.seed, epoch)
+        first = state.global_step - epoch * steps_per_epoch
+        last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+        model.train()
+        bar = tqdm(
+            range(first, last),
+            desc=f"epoch {epoch + 1}/{settings.epochs}",
+            disable=not ctx.is_main,
+            initial=first,
+            total=last,
+            dynamic_ncols=True,
+            leave=False,
+        )
+        position = first - 1
+        for position in bar:
+            global_batch = batches[position]
+            norm = sum(item_count(dataset[i]) for i in global_batch)
+            torch.manual_seed(settings.seed * 1_000_003 + state.global_step * 7919 + ctx.rank)
+            micro = micro_batches(global_batch, ctx, per_device)
+            step_loss = torch.zeros((), device=device)
+            for k, indices in enumerate(micro):
+                weight = 1.0 if indices else 0.0  # an empty shard still joins the gradient all-reduce
+                batch = {
+                    key: value.to(device, non_blocking=True)
+                    for key, value in collate([dataset[i] for i in indices or global_batch[:1]]).items()
+                }
+                sync = k == len(micro) - 1 or not ctx.enabled
+                with nullcontext() if sync else wrapped.no_sync(), autocast():
+                    loss = loss_sum(wrapped, batch) * (weight * ctx.world_size / norm)
+                scaler.scale(loss).backward()
+                step_loss += loss.detach()
+                if "attention_mask" in batch and weight:
+                    tokens += batch["attention_mask"].sum()
+            if settings.max_grad_norm:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            state.global_step += 1
+            # step_loss is this rank's share of the batch mean, scaled by world_size for DDP's averaging.
+            epoch_loss += step_loss.double() * (norm / ctx.world_size)
+            state.epoch_loss_count += norm
+            if ctx.is_main and (position % 50 == 0 or position == last - 1):
+                bar.set_postfix(loss=f"{float(step_loss):.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            end_of_epoch = position == steps_per_epoch - 1 or state.global_step == total_steps
+            if (
+                settings.checkpoint_every_steps
+                and state.global_step % settings.checkpoint_every_steps == 0
+                and not end_of_epoch
+            ):
+                state.elapsed_s = time.perf_counter() - started
+                save()
+        bar.close()
+        completed_epoch = position == steps_per_epoch - 1
+        final = state.global_step >= total_steps
+        flush_sums()
+        if (completed_epoch or final) and (settings.eval_every_epoch or final):
+            entry: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "step": state.global_step,
+                "train_loss": state.epoch_loss_sum / max(state.epoch_loss_count, 1),
+            }
+            if ctx.is_main:
+                model.eval()
+                with torch.no_grad(), autocast():
+                    entry.update(evaluate(model, epoch + 1))
+                model.train()
+                log(
+                    " ".join(
+                        f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in entry.items()
+                        if not isinstance(v, dict | list)
+                    )
+                )
+            state.history.append(entry)
+        state.epoch_loss_sum = state.epoch_loss_count = 0.0
+        state.elapsed_s = time.perf_counter() - started
+        save()
+    return FitOutcome(
+        history=state.history,
+        global_step=state.global_step,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        wall_time_s=time.perf_counter() - started,
+        peak_memory_bytes=_peak_memory(device),
+        tokens_seen=state.tokens_seen,
+        resumed_from_step=resumed_from,
+        precision=precision,
+    )

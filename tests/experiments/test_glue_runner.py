@@ -1,0 +1,193 @@
+"""The GLUE runner end to end on a tiny RoBERTa and synthetic data: results, counts, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import lora
+from experiments.config import compose_config
+from experiments.glue import run_glue
+from experiments.synthetic import write_glue_folder, write_tiny_roberta
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("glue_assets")
+    return {
+        "data": write_glue_folder(root / "data", n_train=64, n_dev=32),
+        "model": write_tiny_roberta(root / "model"),
+    }
+
+
+def _overrides(assets: dict[str, Path], results: Path, *extra: str) -> list[str]:
+    return [
+        "experiment=glue_quick",
+        f"model.name_or_path={assets['model']}",
+        f"data.dir={assets['data']}",
+        f"results_dir={results}",
+        "train.epochs=2",
+        "train.checkpoint_every_steps=2",
+        *extra,
+    ]
+
+
+def _run(assets, results: Path, *extra: str) -> dict:
+    return run_glue(compose_config("glue", _overrides(assets, results, *extra)))
+
+
+@pytest.mark.parametrize("method", ["lora", "full_ft", "bitfit"])
+def test_each_method_writes_a_complete_result(assets, tmp_path: Path, method: str) -> None:
+    result = _run(assets, tmp_path, f"method={method}")
+    path = Path(result["run_dir"]) / "result.json"
+    on_disk = json.loads(path.read_text())
+    assert on_disk["status"] == "completed" and on_disk["method"] == method and on_disk["task"] == "sst2"
+    for key in (
+        "seed",
+        "hyperparameters",
+        "metrics",
+        "trainable_params",
+        "trainable_params_with_head",
+        "total_params",
+        "wall_time_s",
+        "peak_memory_bytes",
+        "environment",
+        "preset",
+        "config",
+    ):
+        assert key in on_disk, key
+    epochs = on_disk["metrics"]["per_epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert 0.0 <= on_disk["metrics"]["best"]["accuracy"] <= 1.0
+    assert on_disk["metrics"]["best"]["accuracy"] == max(e["accuracy"] for e in epochs)
+    assert on_disk["metrics"]["last"] == epochs[-1]
+    assert on_disk["environment"]["versions"]["torch"] == metadata.version("torch")
+    assert not (Path(result["run_dir"]) / "checkpoint").exists()  # removed once the result is written
+
+
+def test_lora_counts_equal_the_library_and_the_adapter_is_saved(assets, tmp_path: Path) -> None:
+    result = _run(assets, tmp_path, "method=lora", "method.r=4", "method.targets=[Wq,Wk,Wv]")
+    # 2 layers x 3 matrices x r=4 x (32 in + 32 out)
+    assert result["trainable_params"] == result["lora_params"] == 2 * 3 * 4 * (32 + 32)
+    head = 32 * 32 + 32 + 32 * 2 + 2
+    assert result["trainable_params_with_head"] == result["trainable_params"] + head
+    adapter = Path(result["saved"])
+    assert (adapter / "adapter_config.json").is_file() or (adapter.parent / "adapter_config.json").is_file()
+
+
+def test_bitfit_trains_only_biases_and_head(assets, tmp_path: Path) -> None:
+    result = _run(assets, tmp_path, "method=bitfit")
+    saved = load_file(result["saved"])
+    assert saved and all(name.endswith("bias") or name.startswith("classifier.") for name in saved)
+    assert any(name.endswith("LayerNorm.bias") for name in saved)
+    assert not any(name.endswith("LayerNorm.weight") for name in saved)
+
+
+def test_regression_task_reports_pearson_and_spearman(assets, tmp_path: Path) -> None:
+    result = _run(assets, tmp_path, "task=stsb", "method=lora")
+    best = result["metrics"]["best"]
+    assert {"dev/pearson", "dev/spearman", "pearson"} <= set(best)
+
+
+def test_finished_run_is_not_repeated(assets, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    first = _run(assets, tmp_path, "method=bitfit")
+    again = _run(assets, tmp_path, "method=bitfit")
+    assert again["metrics"] == first["metrics"] and "already complete" in capsys.readouterr().out
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.glue", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_killed_run_resumes_to_identical_metrics(assets, tmp_path: Path) -> None:
+    args = ["method=lora", "train.epochs=3", "train.checkpoint_every_steps=1", "seed=3"]
+    reference = _run(assets, tmp_path / "uninterrupted", *args)
+    killed_root = tmp_path / "killed"
+    process = _cli(*_overrides(assets, killed_root, *args))
+    checkpoint = None
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        found = list(killed_root.rglob("checkpoint.pt"))
+        if found and torch.load(found[0], weights_only=False)["state"]["global_step"] >= 5:
+            checkpoint = found[0]
+            break
+        time.sleep(0.05)
+    assert checkpoint is not None, "the run finished or stalled before a mid-run checkpoint appeared"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not list(killed_root.rglob("result.json"))
+    resumed = _run(assets, killed_root, *args)
+    assert resumed["resumed_from_step"] is not None and resumed["resumed_from_step"] >= 5
+    assert resumed["metrics"]["per_epoch"] == reference["metrics"]["per_epoch"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["method.r=0"], r"method\.r must be a positive integer for method=lora, got 0"),
+        (["method.targets=[Wx]"], r"target 'Wx' matched no module"),
+        (["data.dir=/nonexistent/glue"], r"data\.dir=/nonexistent/glue does not exist"),
+        (["train.lr=0"], r"train\.lr must be > 0"),
+    ],
+)
+def test_bad_input_raises_clearly_and_leaves_no_result(assets, tmp_path: Path, extra, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        _run(assets, tmp_path, *extra)
+    assert not list(tmp_path.rglob("result.json"))
+
+
+def test_malformed_and_mislabelled_files(assets, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    (bad / "SST-2").mkdir(parents=True)
+    (bad / "SST-2" / "dev.tsv").write_text("sentence\tlabel\ngood\t1\n")
+    (bad / "SST-2" / "train.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\textra\n")
+    with pytest.raises(ValueError, match=r"train\.tsv:3: malformed row"):
+        _run(assets, tmp_path / "r", f"data.dir={bad}")
+    (bad / "SST-2" / "train.tsv").write_text("sentence\tlabel\ngood\t1\nbad\tnegative\n")
+    with pytest.raises(ValueError, match=r"train\.tsv:3: label 'negative' is not one of 0, 1"):
+        _run(assets, tmp_path / "r", f"data.dir={bad}")
+    assert not list(tmp_path.rglob("result.json"))
+
+
+def test_cli_unknown_group_option_exits_nonzero_with_choices(assets, tmp_path: Path) -> None:
+    process = _cli(*_overrides(assets, tmp_path, "task=nope"))
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "Could not find 'task/nope'" in output and "sst2" in output
+
+
+def test_cli_bad_rank_exits_nonzero(assets, tmp_path: Path) -> None:
+    process = _cli(*_overrides(assets, tmp_path, "method.r=-2"))
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0 and "method.r must be a positive integer for method=lora, got -2" in output
+    assert not list(tmp_path.rglob("result.json"))
+
+
+def test_lora_library_counts_agree_with_manual_injection(assets) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(assets["model"]), num_labels=2)
+    lora.inject_lora(model, ["Wq", "Wv"], r=8, lora_alpha=16)
+    lora.mark_only_lora_as_trainable(model, trainable_modules=["classifier"])
+    assert lora.count_parameters(model).trainable == 2 * 2 * 8 * 64
