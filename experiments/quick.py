@@ -11,9 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments.synthetic import write_glue_folder, write_tiny_roberta
+from experiments.synthetic import (
+    e2e_vocabulary,
+    write_e2e_folder,
+    write_glue_folder,
+    write_tiny_gpt2,
+    write_tiny_roberta,
+)
 
-__all__ = ["main", "prepare_glue"]
+__all__ = ["main", "prepare_e2e", "prepare_glue"]
 
 QUICK_ROOT = Path("results/quick")
 
@@ -25,6 +31,16 @@ def prepare_glue(root: Path = QUICK_ROOT) -> tuple[Path, Path]:
         write_glue_folder(data)
     if not (model / "config.json").is_file():
         write_tiny_roberta(model)
+    return data, model
+
+
+def prepare_e2e(root: Path = QUICK_ROOT) -> tuple[Path, Path]:
+    """Write (once) the quick E2E folder and the tiny GPT-2; return their paths."""
+    data, model = root / "e2e_data", root / "tiny-gpt2"
+    if not (data / "test.txt").is_file():
+        write_e2e_folder(data)
+    if not (model / "config.json").is_file():
+        write_tiny_gpt2(model, e2e_vocabulary(data))
     return data, model
 
 
@@ -52,11 +68,21 @@ def glue() -> None:
     print_summary([QUICK_ROOT / "glue"])
 
 
+def e2e() -> None:
+    """The three methods through ``python -m experiments.e2e --multirun``, then the five metrics."""
+    prepare_e2e()
+    _run([sys.executable, "-m", "experiments.e2e", "--multirun", "experiment=e2e_quick",
+          "method=lora,full_ft,bitfit"])
+    from experiments.report import print_summary
+
+    print_summary([QUICK_ROOT / "e2e"])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pipeline", choices=["glue"], help="which runner to check end to end")
+    parser.add_argument("pipeline", choices=["glue", "e2e"], help="which runner to check end to end")
     args = parser.parse_args(argv)
-    {"glue": glue}[args.pipeline]()
+    {"glue": glue, "e2e": e2e}[args.pipeline]()
 
 
 if __name__ == "__main__":

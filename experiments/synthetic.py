@@ -13,6 +13,8 @@ from pathlib import Path
 
 __all__ = [
     "VOCABULARY",
+    "e2e_vocabulary",
+    "write_e2e_folder",
     "write_glue_folder",
     "write_tiny_gpt2",
     "write_tiny_roberta",
@@ -104,6 +106,48 @@ def write_glue_folder(root: str | Path, n_train: int = 400, n_dev: int = 100, se
         ]
         _write_tsv(root / "STS-B" / f"{split}.tsv", header, rows)
     return root
+
+
+_NAMES = ("Alpha", "Bravo", "Cobalt", "Delta", "Ember", "Fable", "Gusto", "Harbor")
+_TYPES = ("pub", "restaurant", "cafe")
+_FOODS = ("Thai", "Italian", "French", "Indian", "English")
+_AREAS = ("riverside", "centre")
+_TEMPLATES = (
+    "{name} is a {type} serving {food} food in the {area} .",
+    "In the {area} , {name} is a {type} that serves {food} food .",
+    "{name} serves {food} food . It is a {type} in the {area} .",
+)
+
+
+def _e2e_lines(rng: random.Random, n_mrs: int, refs_per_mr: int) -> list[str]:
+    """``MR||text`` lines in the LoRA authors' format; the text follows from the MR by template."""
+    lines = []
+    for _ in range(n_mrs):
+        slots = {"name": rng.choice(_NAMES), "type": rng.choice(_TYPES), "food": rng.choice(_FOODS),
+                 "area": rng.choice(_AREAS)}
+        mr = f"name : {slots['name']} | Type : {slots['type']} | food : {slots['food']} | area : {slots['area']}"
+        for template in rng.sample(_TEMPLATES, refs_per_mr):
+            lines.append(f"{mr}||{template.format(**slots)} ")
+    return lines
+
+
+def write_e2e_folder(root: str | Path, n_train: int = 60, n_valid: int = 10, n_test: int = 12, seed: int = 0) -> Path:
+    """``train.txt``, ``valid.txt``, ``test.txt`` in the authors' ``MR||text`` format (test: 2 refs per MR)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    for name, n, refs in (("train", n_train, 1), ("valid", n_valid, 1), ("test", n_test, 2)):
+        (root / f"{name}.txt").write_text("\n".join(_e2e_lines(rng, n, refs)) + "\n", encoding="utf-8")
+    return root
+
+
+def e2e_vocabulary(folder: str | Path) -> list[str]:
+    """Every whitespace-separated token of an E2E folder, plus the prompt separator."""
+    words: dict[str, None] = {"||": None}
+    for name in ("train.txt", "valid.txt", "test.txt"):
+        for line in (Path(folder) / name).read_text(encoding="utf-8").splitlines():
+            words.update(dict.fromkeys(line.replace("||", " ").split()))
+    return list(words)
 
 
 def write_word_tokenizer(directory: str | Path, words: Sequence[str], style: str) -> object:
