@@ -17,8 +17,9 @@ COCO_PUNCTUATION = frozenset(
     ["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"]
 )
 
-# Characters the tokenizer treats as a line end; inside one sentence they would shift all later lines.
-_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# The characters the tokenizer ends a line at (checked on the jar); inside a sentence they would shift all
+# later lines, so they become spaces. The COCO code replaces only "\n".
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\u2028\u2029]")
 
 
 def drop_coco_punctuation(tokenized_line: str) -> str:

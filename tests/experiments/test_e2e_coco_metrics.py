@@ -110,11 +110,13 @@ def test_ptb_tokenize_lowercases_and_drops_coco_punctuation() -> None:
         'Prices are £20-25, it\'s "great" (really)!',
         "",
         "Café Brazil: 5 out of 5; cheap -- OK...",
-        "a\nb",
+        "a\nb\rc\u2028d",
+        "e\x85f\x1cg",  # the tokenizer reads NEL as "..." and \x1c as a space
     ]
     assert ptb_tokenize(sentences) == [
         "prices are # 20-25 it 's great -lrb- really -rrb-",  # brackets survive: the COCO list has -LRB-
         "",
         "café brazil 5 out of 5 cheap ok",
-        "a b",
+        "a b c d",
+        "e f g",
     ]
