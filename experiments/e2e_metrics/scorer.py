@@ -109,6 +109,7 @@ def score_e2e(
     Raises:
         ValueError: the corpus is malformed (see `check_corpus`).
         JavaNotFoundError: Java is not installed; METEOR and the PTB tokenizer need it.
+        JavaToolNotFoundError: `pycocoevalcap`, which ships their jars, is missing or incomplete.
     """
     check_corpus(hypotheses, references)
     with E2EScorer(java=java) as scorer:
