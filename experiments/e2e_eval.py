@@ -1,0 +1,90 @@
+"""Score an E2E NLG system output with the official challenge metrics.
+
+    python -m experiments.e2e_eval --hyp HYP.txt --ref REF.txt
+
+HYP holds one output per line, one line per MR. REF holds the references of each MR on consecutive lines
+with one blank line between MRs (the official multi-reference layout; a file without blank lines is read as
+one reference per MR). Prints a table, then on its last line one JSON object with the keys BLEU, NIST,
+METEOR, ROUGE_L and CIDEr on the official script's scales.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from experiments.e2e_metrics import (
+    METRIC_NAMES,
+    E2EFormatError,
+    E2EScorer,
+    JavaNotFoundError,
+    JavaToolNotFoundError,
+    read_hypotheses,
+    read_references,
+)
+
+EXIT_FORMAT_ERROR = 2
+EXIT_MISSING_TOOL = 3
+
+
+def check_counts(hypotheses: Sequence[str], references: Sequence[Sequence[str]], hyp: str, ref: str) -> None:
+    """Fail with the counts and the fix when HYP and REF do not describe the same MRs."""
+    if len(hypotheses) == len(references):
+        return
+    hint = ""
+    if hypotheses and not hypotheses[-1]:
+        hint = " HYP ends with a blank line, which counts as an empty output: remove it if it is not one."
+    raise E2EFormatError(
+        f"HYP {hyp} has {len(hypotheses)} lines but REF {ref} has {len(references)} MR groups: give "
+        "exactly one output line per MR, in the order of the REF groups (REF separates MR groups by one "
+        f"blank line; a REF without blank lines holds one reference per MR).{hint}"
+    )
+
+
+def format_table(scores: dict[str, float], num_mrs: int, num_references: int) -> str:
+    """The human-readable score table."""
+    rows = [f"E2E NLG metrics over {num_mrs} MRs ({num_references} references)", f"{'metric':<8}  score"]
+    rows += [f"{name:<8}  {scores[name]:.4f}" for name in METRIC_NAMES]
+    return "\n".join(rows)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line: HYP and REF files, and where Java is."""
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.e2e_eval",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    parser.add_argument("--hyp", required=True, help="system outputs, one line per MR")
+    parser.add_argument("--ref", required=True, help="references, one blank line between MR groups")
+    parser.add_argument("--java", default="java", help="the java executable (default: java on PATH)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, scorer: E2EScorer | None = None) -> int:
+    """Run the CLI; returns the exit status. An open `scorer` may be passed to reuse its METEOR process."""
+    args = parse_args(argv)
+    try:
+        hypotheses = read_hypotheses(args.hyp)
+        references = read_references(args.ref)
+        check_counts(hypotheses, references, args.hyp, args.ref)
+        if scorer is not None:
+            scores = scorer.score(hypotheses, references)
+        else:
+            with E2EScorer(java=args.java) as own_scorer:
+                scores = own_scorer.score(hypotheses, references)
+    except E2EFormatError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FORMAT_ERROR
+    except (JavaNotFoundError, JavaToolNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_MISSING_TOOL
+    print(format_table(scores, len(references), sum(len(group) for group in references)))
+    print(json.dumps({name: scores[name] for name in METRIC_NAMES}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
