@@ -31,9 +31,7 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(
-    fn: Callable[[], Any], device: torch.device, iters: int, repeats: int = 5, warmup: int = 3
-) -> float:
+def time_call(fn: Callable[[], Any], device: torch.device, iters: int, repeats: int = 5, warmup: int = 3) -> float:
     """Median over ``repeats`` of the mean time (ms) of ``iters`` back-to-back calls of ``fn``."""
     for _ in range(warmup):
         fn()

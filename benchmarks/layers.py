@@ -103,22 +103,35 @@ def run(tokens: int, shapes, ranks, device: torch.device, dtype: torch.dtype, it
             times = {name: time_call(_step_fn(layer, x, grad), device, iters) for name, layer in layers.items()}
             graphed = {}
             if device.type == "cuda":
-                graphed = {name: time_call(_graphed_step(layer, x, grad), device, iters)
-                           for name, layer in layers.items()}
+                graphed = {
+                    name: time_call(_graphed_step(layer, x, grad), device, iters) for name, layer in layers.items()
+                }
             base, base_graph = times["frozen nn.Linear"], graphed.get("frozen nn.Linear")
             for name in layers:
                 row = {
-                    "benchmark": "layer_fwd_bwd", "shape": f"{d_in}x{d_out}", "tokens": tokens, "r": r,
-                    "impl": name, "dtype": str(dtype).removeprefix("torch."), "device": device_name(device),
-                    "ms": times[name], "vs_frozen": times[name] / base,
+                    "benchmark": "layer_fwd_bwd",
+                    "shape": f"{d_in}x{d_out}",
+                    "tokens": tokens,
+                    "r": r,
+                    "impl": name,
+                    "dtype": str(dtype).removeprefix("torch."),
+                    "device": device_name(device),
+                    "ms": times[name],
+                    "vs_frozen": times[name] / base,
                     "vs_peft": times[name] / times["peft"],
                 }
                 if graphed:
-                    row.update({"graph_ms": graphed[name], "graph_vs_frozen": graphed[name] / base_graph,
-                                "graph_vs_peft": graphed[name] / graphed["peft"]})
+                    row.update(
+                        {
+                            "graph_ms": graphed[name],
+                            "graph_vs_frozen": graphed[name] / base_graph,
+                            "graph_vs_peft": graphed[name] / graphed["peft"],
+                        }
+                    )
                 rows.append(row)
-                print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-                      flush=True)
+                print(
+                    " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True
+                )
     return rows
 
 
@@ -128,8 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", type=Path, default=Path("results/bench"), help="folder for layers.{jsonl,md}")
     args = parser.parse_args(argv)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     tokens, iters = (1024, 10) if args.quick else (4096, 100 if device.type == "cuda" else 5)
     rows = run(tokens, SHAPES, RANKS, device, dtype, iters)
@@ -139,9 +155,11 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         columns += ["graph_ms", "graph_vs_frozen", "graph_vs_peft"]
     table = markdown_table(rows, columns)
-    header = (f"# Layer benchmark: forward + backward, {tokens} tokens, {rows[0]['dtype']}, {rows[0]['device']}\n\n"
-              f"Command: `python -m benchmarks.layers{' --quick' if args.quick else ''}`. Ratios are against "
-              "peers measured in the same process.\n\n")
+    header = (
+        f"# Layer benchmark: forward + backward, {tokens} tokens, {rows[0]['dtype']}, {rows[0]['device']}\n\n"
+        f"Command: `python -m benchmarks.layers{' --quick' if args.quick else ''}`. Ratios are against "
+        "peers measured in the same process.\n\n"
+    )
     (args.out / f"layers_{suffix}.md").write_text(header + table + "\n", encoding="utf-8")
     print(table)
 

@@ -50,9 +50,7 @@ def _pick_device(requested: str, local_rank: int) -> torch.device:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(
-                "device=cuda was requested but no CUDA GPU is visible; use device=cpu or device=auto"
-            )
+            raise ValueError("device=cuda was requested but no CUDA GPU is visible; use device=cpu or device=auto")
         return torch.device("cuda", local_rank)
     if requested == "cpu":
         return torch.device("cpu")

@@ -10,9 +10,8 @@ run directories and result files with the GLUE runner.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from contextlib import nullcontext
 from typing import Any
 
 import hydra
@@ -20,9 +19,9 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from experiments.atomic import atomic_write
 from experiments.distributed import setup_distributed
-from experiments.e2e_data import E2EPair, group_by_mr, load_e2e
+from experiments.e2e_data import E2EPair, load_e2e
+from experiments.e2e_metrics.formats import group_references_by_mr, write_hypotheses, write_references
 from experiments.glue import train_settings
 from experiments.lm import encode_prompt_target, generate, lm_collate, lm_loss_sum, target_tokens
 from experiments.methods import apply_method
@@ -39,23 +38,13 @@ from experiments.runner import (
 )
 from experiments.training import fit
 
-__all__ = ["main", "run_e2e", "write_official_files"]
+__all__ = ["main", "run_e2e"]
 
 register_resolvers()
 
 
 def _encode(pairs: Sequence[E2EPair], tokenizer: Any, separator: str, max_length: int) -> list[dict]:
     return [encode_prompt_target(tokenizer, f"{p.mr}{separator}", f" {p.text}", max_length) for p in pairs]
-
-
-def write_official_files(run_dir: Path, hypotheses: Sequence[str], groups: Sequence[tuple[str, list[str]]]) -> tuple[Path, Path]:
-    """``predictions.txt`` (one line per MR) and ``references.txt`` (the official multi-reference format)."""
-    hyp_path, ref_path = run_dir / "predictions.txt", run_dir / "references.txt"
-    hyp_text = "".join(f"{h}\n" for h in hypotheses)
-    ref_text = "\n".join("".join(f"{r}\n" for r in refs) for _, refs in groups)
-    atomic_write(hyp_path, lambda tmp: tmp.write_text(hyp_text, encoding="utf-8"))
-    atomic_write(ref_path, lambda tmp: tmp.write_text(ref_text, encoding="utf-8"))
-    return hyp_path, ref_path
 
 
 def _valid_loss(items: list[dict], collate, batch_size: int, device: torch.device):
@@ -106,35 +95,52 @@ def run_e2e(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     counts = applied.counts
     if ctx.is_main:
         detail = f" r={method['r']} alpha={method['lora_alpha']:g}" if method["name"] == "lora" else ""
-        print(f"== E2E | {model_cfg['name']} | {method['name']}{detail} | seed {plain['seed']}\n"
-              f"   trainable {counts.trainable:,} of {counts.total:,} ({100 * counts.trainable_fraction:.3f}%); "
-              f"{len(train_items):,} train pairs; global batch {settings.batch_size}; {settings.epochs} epochs\n"
-              f"   run dir {run_dir}", flush=True)
+        print(
+            f"== E2E | {model_cfg['name']} | {method['name']}{detail} | seed {plain['seed']}\n"
+            f"   trainable {counts.trainable:,} of {counts.total:,} ({100 * counts.trainable_fraction:.3f}%); "
+            f"{len(train_items):,} train pairs; global batch {settings.batch_size}; {settings.epochs} epochs\n"
+            f"   run dir {run_dir}",
+            flush=True,
+        )
     outcome = fit(
-        model, train_items, collate, lm_loss_sum(train["label_smoothing"]),
+        model,
+        train_items,
+        collate,
+        lm_loss_sum(train["label_smoothing"]),
         _valid_loss(valid_items, collate, train["eval_batch_size"], ctx.device),
-        settings, run_dir, ctx, fingerprint=f"{config_hash(plain)}-seed{plain['seed']}", item_count=target_tokens,
+        settings,
+        run_dir,
+        ctx,
+        fingerprint=f"{config_hash(plain)}-seed{plain['seed']}",
+        item_count=target_tokens,
     )
     if not ctx.is_main:
         return {}
 
-    groups = group_by_mr(data.test)
+    mrs, references = group_references_by_mr([(p.mr, p.text) for p in data.test])
     if plain["data"].get("max_eval_mrs"):
-        groups = groups[: plain["data"]["max_eval_mrs"]]
+        mrs, references = mrs[: plain["data"]["max_eval_mrs"]], references[: plain["data"]["max_eval_mrs"]]
     decode = plain["decode"]
     decode_started = time.perf_counter()
     model.eval()
     amp = torch.autocast(ctx.device.type, dtype=torch.bfloat16) if outcome.precision == "bf16" else nullcontext()
     with torch.no_grad(), amp:
         hypotheses = generate(
-            model, tokenizer, [f"{mr}{separator}" for mr, _ in groups], ctx.device,
-            num_beams=decode["num_beams"], length_penalty=decode["length_penalty"],
-            no_repeat_ngram_size=decode["no_repeat_ngram_size"], max_new_tokens=decode["max_new_tokens"],
+            model,
+            tokenizer,
+            [f"{mr}{separator}" for mr in mrs],
+            ctx.device,
+            num_beams=decode["num_beams"],
+            length_penalty=decode["length_penalty"],
+            no_repeat_ngram_size=decode["no_repeat_ngram_size"],
+            max_new_tokens=decode["max_new_tokens"],
             batch_size=decode["batch_size"],
         )
     decode_time = time.perf_counter() - decode_started
-    hyp_path, ref_path = write_official_files(run_dir, hypotheses, groups)
-    scores = score_e2e(hypotheses, [refs for _, refs in groups])
+    hyp_path, ref_path = run_dir / "predictions.txt", run_dir / "references.txt"
+    write_hypotheses(hyp_path, hypotheses)
+    write_references(ref_path, references)
+    scores = score_e2e(hypotheses, references)
     recipe = e2e_recipe(model_cfg["recipe"], method["name"], plain["preset"]["name"])
     result: dict[str, Any] = {
         "status": "completed",
@@ -146,24 +152,42 @@ def run_e2e(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         "seed": plain["seed"],
         "preset": plain["preset"]["name"],
         "hyperparameters": {
-            "r": method.get("r"), "lora_alpha": method.get("lora_alpha"),
-            "lora_dropout": method.get("lora_dropout"), "targets": method.get("targets"),
-            "use_rslora": method.get("use_rslora"), "lr": settings.lr, "global_batch_size": settings.batch_size,
-            "epochs": settings.epochs, "max_seq_length": max_len, "weight_decay": settings.weight_decay,
-            "warmup_steps": settings.warmup_steps, "label_smoothing": train["label_smoothing"], **decode,
+            "r": method.get("r"),
+            "lora_alpha": method.get("lora_alpha"),
+            "lora_dropout": method.get("lora_dropout"),
+            "targets": method.get("targets"),
+            "use_rslora": method.get("use_rslora"),
+            "lr": settings.lr,
+            "global_batch_size": settings.batch_size,
+            "epochs": settings.epochs,
+            "max_seq_length": max_len,
+            "weight_decay": settings.weight_decay,
+            "warmup_steps": settings.warmup_steps,
+            "label_smoothing": train["label_smoothing"],
+            **decode,
         },
         "recipe": recipe.as_dict(),
         "main_metric": task["main_metric"],
         "main_metric_value": scores.get(task["main_metric"]),
-        "metrics": {"per_epoch": outcome.history, "test": scores, "best": scores, "last": scores,
-                    "best_epoch": outcome.history[-1]["epoch"] if outcome.history else None},
+        "metrics": {
+            "per_epoch": outcome.history,
+            "test": scores,
+            "best": scores,
+            "last": scores,
+            "best_epoch": outcome.history[-1]["epoch"] if outcome.history else None,
+        },
         "trainable_params": counts.trainable,
         "trainable_params_with_head": counts.trainable_with_head,
         "lora_params": counts.lora,
         "total_params": counts.total,
         "adapted_modules": applied.adapted_modules,
-        "data": {"source": data.source, "train_pairs": len(train_items), "valid_pairs": len(valid_items),
-                 "test_mrs": len(groups), "test_references": sum(len(r) for _, r in groups)},
+        "data": {
+            "source": data.source,
+            "train_pairs": len(train_items),
+            "valid_pairs": len(valid_items),
+            "test_mrs": len(mrs),
+            "test_references": sum(len(r) for r in references),
+        },
         "outputs": {"predictions": str(hyp_path), "references": str(ref_path)},
         "steps": outcome.global_step,
         "wall_time_s": round(time.perf_counter() - started, 2),
@@ -178,14 +202,18 @@ def run_e2e(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "config": plain,
     }
-    result["saved"] = save_trained(model, method, run_dir, [], {"task": "e2e", "model": model_cfg["name"],
-                                                               "seed": plain["seed"]})
+    result["saved"] = save_trained(
+        model, method, run_dir, [], {"task": "e2e", "model": model_cfg["name"], "seed": plain["seed"]}
+    )
     hydra_dir = hydra_output_dir()
     write_result(run_dir, result, (hydra_dir,) if hydra_dir else ())
     remove_checkpoint(run_dir)
     line = " ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
-    print(f"e2e {method['name']} seed {plain['seed']}: {line}; trainable {counts.trainable:,}; "
-          f"{result['wall_time_s']:.0f}s; {run_dir / 'result.json'}", flush=True)
+    print(
+        f"e2e {method['name']} seed {plain['seed']}: {line}; trainable {counts.trainable:,}; "
+        f"{result['wall_time_s']:.0f}s; {run_dir / 'result.json'}",
+        flush=True,
+    )
     return result
 
 

@@ -7,15 +7,16 @@ all references of that MR (the test set has 4,693 pairs over 630 MRs).
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.e2e_metrics.formats import read_mr_text_file
 from experiments.glue_data import DataError
 from experiments.hub import require_hub
 
-__all__ = ["E2EData", "E2EPair", "group_by_mr", "load_e2e", "read_challenge_csv", "read_lora_txt"]
+__all__ = ["E2EData", "E2EPair", "load_e2e", "read_challenge_csv", "read_lora_txt"]
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,7 @@ def read_lora_txt(path: Path) -> list[E2EPair]:
     """Lines ``MR||text`` as in microsoft/LoRA examples/NLG/data/e2e (text tokenised, trailing space)."""
     if not path.is_file():
         raise DataError(f"{path} not found: data.dir must hold train.txt, valid.txt and test.txt (MR||text lines)")
-    pairs = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        mr, separator, text = line.partition("||")
-        if not separator or not mr.strip() or not text.strip():
-            raise DataError(f"{path}:{line_no}: expected 'MR||text', got {line[:100]!r}")
-        pairs.append(E2EPair(mr.strip(), text.strip()))
+    pairs = [E2EPair(mr, text) for mr, text in read_mr_text_file(path)]
     if not pairs:
         raise DataError(f"{path} has no examples")
     return pairs
@@ -83,8 +77,9 @@ def _from_hub(dataset: str, splits: Mapping[str, str], fields: Mapping[str, str]
 
     def convert(split: str) -> list[E2EPair]:
         rows = loaded[split]
-        return [E2EPair(mr.strip(), text.strip()) for mr, text in zip(rows[fields["mr"]], rows[fields["text"]],
-                                                                       strict=True)]
+        return [
+            E2EPair(mr.strip(), text.strip()) for mr, text in zip(rows[fields["mr"]], rows[fields["text"]], strict=True)
+        ]
 
     return E2EData(convert(splits["train"]), convert(splits["valid"]), convert(splits["test"]), f"hub:{dataset}")
 
@@ -106,16 +101,9 @@ def load_e2e(task: Mapping[str, Any], data: Mapping[str, Any]) -> E2EData:
         if fmt not in ("lora_txt", "csv"):
             raise DataError(f"data.format must be auto, lora_txt or csv; got {fmt!r}")
         names, reader = (task["files"], read_lora_txt) if fmt == "lora_txt" else (task["csv_files"], read_challenge_csv)
-        loaded = E2EData(*(reader(folder / names[split]) for split in ("train", "valid", "test")),
-                         source=f"{fmt}:{folder}")
+        loaded = E2EData(
+            *(reader(folder / names[split]) for split in ("train", "valid", "test")), source=f"{fmt}:{folder}"
+        )
     if data.get("max_train_examples"):
         loaded.train = loaded.train[: data["max_train_examples"]]
     return loaded
-
-
-def group_by_mr(pairs: Sequence[E2EPair]) -> list[tuple[str, list[str]]]:
-    """Unique MRs in order of first appearance, each with all of its reference texts."""
-    groups: dict[str, list[str]] = {}
-    for pair in pairs:
-        groups.setdefault(pair.mr, []).append(pair.text)
-    return list(groups.items())

@@ -101,9 +101,7 @@ def _evaluator(task: GlueTask, splits: Mapping[str, list[dict]], collate, batch_
     return evaluate
 
 
-def _banner(
-    cfg: Mapping[str, Any], counts, settings: TrainSettings, n_train: int, world: int, run_dir
-) -> str:
+def _banner(cfg: Mapping[str, Any], counts, settings: TrainSettings, n_train: int, world: int, run_dir) -> str:
     per_device = settings.per_device_batch_size or -(-settings.batch_size // world)
     accumulation = -(-settings.batch_size // (per_device * world))
     steps = -(-n_train // settings.batch_size)

@@ -69,8 +69,11 @@ def lm_loss_sum(label_smoothing: float = 0.0) -> Callable[[nn.Module, dict[str, 
         shifted = logits[:, :-1].float()
         targets = batch["labels"][:, 1:]
         return F.cross_entropy(
-            shifted.reshape(-1, shifted.shape[-1]), targets.reshape(-1),
-            ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=label_smoothing,
+            shifted.reshape(-1, shifted.shape[-1]),
+            targets.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+            label_smoothing=label_smoothing,
         )
 
     return loss_sum
@@ -92,19 +95,27 @@ def generate(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     outputs: list[str] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="decode", leave=False, dynamic_ncols=True):
-        encoded = [_with_bos(tokenizer, tokenizer(p, add_special_tokens=False)["input_ids"])
-                   for p in prompts[start : start + batch_size]]
+        encoded = [
+            _with_bos(tokenizer, tokenizer(p, add_special_tokens=False)["input_ids"])
+            for p in prompts[start : start + batch_size]
+        ]
         width = max(len(ids) for ids in encoded)
         ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for row, seq in enumerate(encoded):  # left padding: generation continues from the right end
-            ids[row, width - len(seq):] = torch.tensor(seq)
-            mask[row, width - len(seq):] = 1
+            ids[row, width - len(seq) :] = torch.tensor(seq)
+            mask[row, width - len(seq) :] = 1
         generated = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), num_beams=num_beams,
-            length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-            max_new_tokens=max_new_tokens, early_stopping=True, do_sample=False,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id,
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            num_beams=num_beams,
+            length_penalty=length_penalty,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            max_new_tokens=max_new_tokens,
+            early_stopping=True,
+            do_sample=False,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=pad_id,
         )
         for row in generated[:, width:].tolist():
             text = tokenizer.decode(row, skip_special_tokens=True)

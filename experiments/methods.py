@@ -47,9 +47,7 @@ def apply_method(model: nn.Module, method: Mapping[str, Any], head_modules: Sequ
     if name == "lora":
         r = method["r"]
         if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-            raise ValueError(
-                f"method.r must be a positive integer for method=lora, got {r!r} (e.g. method.r=8)"
-            )
+            raise ValueError(f"method.r must be a positive integer for method=lora, got {r!r} (e.g. method.r=8)")
         adapted = lora.inject_lora(
             model,
             list(method["targets"]),
@@ -58,9 +56,7 @@ def apply_method(model: nn.Module, method: Mapping[str, Any], head_modules: Sequ
             lora_dropout=method.get("lora_dropout", 0.0),
             use_rslora=method.get("use_rslora", False),
         )
-        lora.mark_only_lora_as_trainable(
-            model, bias=method.get("bias", "none"), trainable_modules=head_modules
-        )
+        lora.mark_only_lora_as_trainable(model, bias=method.get("bias", "none"), trainable_modules=head_modules)
     elif name == "full_ft":
         for param in model.parameters():
             param.requires_grad = True

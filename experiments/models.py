@@ -62,9 +62,7 @@ def load_sequence_classifier(
     return AutoModelForSequenceClassification.from_pretrained(resolve_source(name_or_path), **kwargs)
 
 
-def load_causal_lm(
-    name_or_path: str, dtype: str = "float32", attn_implementation: str | None = None
-) -> nn.Module:
+def load_causal_lm(name_or_path: str, dtype: str = "float32", attn_implementation: str | None = None) -> nn.Module:
     """A causal language model (GPT-2, Llama family, ...)."""
     from transformers import AutoModelForCausalLM
 

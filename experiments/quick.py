@@ -71,8 +71,16 @@ def glue() -> None:
 def e2e() -> None:
     """The three methods through ``python -m experiments.e2e --multirun``, then the five metrics."""
     prepare_e2e()
-    _run([sys.executable, "-m", "experiments.e2e", "--multirun", "experiment=e2e_quick",
-          "method=lora,full_ft,bitfit"])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.e2e",
+            "--multirun",
+            "experiment=e2e_quick",
+            "method=lora,full_ft,bitfit",
+        ]
+    )
     from experiments.report import print_summary
 
     print_summary([QUICK_ROOT / "e2e"])

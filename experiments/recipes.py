@@ -105,9 +105,7 @@ def glue_recipe(model_recipe: str, method: str, task: str, preset: str) -> GlueR
     if model_recipe == "quick":
         if method not in _QUICK_LR:
             raise ValueError(f"unknown method {method!r}; choose lora, full_ft or bitfit")
-        return GlueRecipe(
-            _QUICK_LR[method], 16, 4, 64, 16.0, source="offline pipeline check (tiny random model)"
-        )
+        return GlueRecipe(_QUICK_LR[method], 16, 4, 64, 16.0, source="offline pipeline check (tiny random model)")
     lora = _lora(model_recipe, task, preset)
     large = model_recipe == "roberta-large"
     if method == "lora":
@@ -166,10 +164,21 @@ def e2e_recipe(model_recipe: str, method: str, preset: str) -> E2ERecipe:
     if preset == "repo":
         recipe = replace(recipe, length_penalty=0.8, source="microsoft/LoRA examples/NLG README")
     if model_recipe == "quick":
-        recipe = replace(recipe, lr=5e-3, batch_size=8, epochs=6, max_seq_length=64, lora_alpha=8.0,
-                         lora_dropout=0.0, source="offline pipeline check (tiny random model)")
-    rates = {"lora": recipe.lr, "full_ft": 5e-5 if model_recipe != "quick" else 2e-3,
-             "bitfit": 5e-4 if model_recipe != "quick" else 5e-3}
+        recipe = replace(
+            recipe,
+            lr=5e-3,
+            batch_size=8,
+            epochs=6,
+            max_seq_length=64,
+            lora_alpha=8.0,
+            lora_dropout=0.0,
+            source="offline pipeline check (tiny random model)",
+        )
+    rates = {
+        "lora": recipe.lr,
+        "full_ft": 5e-5 if model_recipe != "quick" else 2e-3,
+        "bitfit": 5e-4 if model_recipe != "quick" else 5e-3,
+    }
     if method not in rates:
         raise ValueError(f"unknown method {method!r}; choose lora, full_ft or bitfit")
     return replace(recipe, lr=rates[method])

@@ -95,8 +95,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cpu": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "versions": {
-            name: _version(name)
-            for name in ("lora-harness", "torch", "transformers", "peft", "hydra-core", "datasets")
+            name: _version(name) for name in ("lora-harness", "torch", "transformers", "peft", "hydra-core", "datasets")
         },
         "cuda": torch.version.cuda,
         "git_commit": _git_commit(),

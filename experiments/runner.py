@@ -111,9 +111,7 @@ def run_hydra_job(run: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, 
         except Exception:
             directory = hydra_output_dir() or Path(".")
         path = write_failure(directory, identity, error)
-        print(
-            f"FAILED ({type(error).__name__}: {error}); recorded in {path}; the sweep continues", flush=True
-        )
+        print(f"FAILED ({type(error).__name__}: {error}); recorded in {path}; the sweep continues", flush=True)
         return None
     return result.get("main_metric_value")
 

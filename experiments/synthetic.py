@@ -123,8 +123,12 @@ def _e2e_lines(rng: random.Random, n_mrs: int, refs_per_mr: int) -> list[str]:
     """``MR||text`` lines in the LoRA authors' format; the text follows from the MR by template."""
     lines = []
     for _ in range(n_mrs):
-        slots = {"name": rng.choice(_NAMES), "type": rng.choice(_TYPES), "food": rng.choice(_FOODS),
-                 "area": rng.choice(_AREAS)}
+        slots = {
+            "name": rng.choice(_NAMES),
+            "type": rng.choice(_TYPES),
+            "food": rng.choice(_FOODS),
+            "area": rng.choice(_AREAS),
+        }
         mr = f"name : {slots['name']} | Type : {slots['type']} | food : {slots['food']} | area : {slots['area']}"
         for template in rng.sample(_TEMPLATES, refs_per_mr):
             lines.append(f"{mr}||{template.format(**slots)} ")

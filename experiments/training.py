@@ -57,9 +57,7 @@ class TrainSettings:
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)!r}")
         if self.per_device_batch_size is not None and self.per_device_batch_size <= 0:
-            raise ValueError(
-                f"train.per_device_batch_size must be > 0 or null, got {self.per_device_batch_size}"
-            )
+            raise ValueError(f"train.per_device_batch_size must be > 0 or null, got {self.per_device_batch_size}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
@@ -127,9 +125,7 @@ def _optimizer(model: nn.Module, settings: TrainSettings, device: torch.device) 
     )
 
 
-def _linear_schedule(
-    optimizer: torch.optim.Optimizer, warmup: int, total: int
-) -> torch.optim.lr_scheduler.LambdaLR:
+def _linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
     # The definition of HF's get_linear_schedule_with_warmup, which the authors' scripts used.
     def factor(step: int) -> float:
         if step < warmup:
@@ -177,11 +173,7 @@ def fit(
     total_steps = settings.epochs * steps_per_epoch
     if settings.max_steps is not None:
         total_steps = min(total_steps, settings.max_steps)
-    warmup = (
-        settings.warmup_steps
-        if settings.warmup_steps is not None
-        else int(settings.warmup_ratio * total_steps)
-    )
+    warmup = settings.warmup_steps if settings.warmup_steps is not None else int(settings.warmup_ratio * total_steps)
 
     optimizer = _optimizer(model, settings, device)
     scheduler = _linear_schedule(optimizer, warmup, total_steps)

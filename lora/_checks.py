@@ -26,11 +26,7 @@ def check_alpha(lora_alpha: object) -> float:
 
 def check_dropout(lora_dropout: object) -> float:
     """Return ``lora_dropout`` if it is a probability in [0, 1)."""
-    if (
-        isinstance(lora_dropout, bool)
-        or not isinstance(lora_dropout, numbers.Real)
-        or not 0.0 <= lora_dropout < 1.0
-    ):
+    if isinstance(lora_dropout, bool) or not isinstance(lora_dropout, numbers.Real) or not 0.0 <= lora_dropout < 1.0:
         raise LoRAConfigError(f"lora_dropout must be in [0, 1), got {lora_dropout!r}")
     return float(lora_dropout)
 

@@ -96,9 +96,7 @@ def _paper_sites(arch: Architecture | None, model: nn.Module, target: str) -> li
         )
     known = [name for name in names if arch.site(name) is not None]
     if not known:
-        raise _not_found(
-            model, target, f" ({arch.name} models have {', '.join(arch.matrices)}, not {target})"
-        )
+        raise _not_found(model, target, f" ({arch.name} models have {', '.join(arch.matrices)}, not {target})")
     return known
 
 
@@ -155,9 +153,7 @@ def _supported_types() -> str:
     return "torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d/2d/3d, transformers Conv1D"
 
 
-def _adapt_linear_like(
-    module: nn.Module, target: _Target, settings: LoRASettings, fan_in_fan_out: bool
-) -> LoRALayer:
+def _adapt_linear_like(module: nn.Module, target: _Target, settings: LoRASettings, fan_in_fan_out: bool) -> LoRALayer:
     weight = module.weight
     in_features, out_features = weight.shape if fan_in_fan_out else weight.shape[::-1]
     common = {

@@ -129,9 +129,7 @@ class LoRALayer:
         return f"r={self.r}, lora_alpha={self.lora_alpha}, scaling={self.scaling:g}{kind}"
 
 
-def _add_lora(
-    result: torch.Tensor, after_a: torch.Tensor, lora_b: torch.Tensor, scaling: float
-) -> torch.Tensor:
+def _add_lora(result: torch.Tensor, after_a: torch.Tensor, lora_b: torch.Tensor, scaling: float) -> torch.Tensor:
     """``result + scaling * after_a @ lora_b.T`` as one GEMM whose epilogue adds ``result`` (addmm).
 
     Three kernels per forward (base, A, B-with-add) instead of five, and the scale costs nothing.
@@ -183,9 +181,7 @@ class Embedding(LoRALayer, nn.Embedding):
         return (self.lora_B @ self.lora_A).transpose(0, 1) * self.scaling
 
     def _lookup(self, x: torch.Tensor, table: torch.Tensor, max_norm: float | None) -> torch.Tensor:
-        return F.embedding(
-            x, table, self.padding_idx, max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse
-        )
+        return F.embedding(x, table, self.padding_idx, max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self._lookup(x, self._weight_for_forward(), self.max_norm)
@@ -326,8 +322,9 @@ class MergedLinear(LoRALayer, nn.Linear):
         With it the update is one rank-``r * n_enabled`` product, ``dW = block_b() @ lora_A``.
         """
         n, size, r = self.n_enabled, self.slice_size, self.r
-        blocks = self.lora_B.view(n, size, 1, r) * torch.eye(n, dtype=self.lora_B.dtype,
-                                                              device=self.lora_B.device).view(n, 1, n, 1)
+        blocks = self.lora_B.view(n, size, 1, r) * torch.eye(
+            n, dtype=self.lora_B.dtype, device=self.lora_B.device
+        ).view(n, 1, n, 1)
         if n != self.n_slices:
             zeros = blocks.new_zeros((self.n_slices, size, n, r))
             blocks = zeros.index_copy(0, self._enabled_slices, blocks)

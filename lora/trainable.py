@@ -33,9 +33,7 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
     return any(name == p or name.startswith(f"{p}.") or f".{p}." in f".{name}." for p in patterns)
 
 
-def mark_only_lora_as_trainable(
-    model: nn.Module, bias: str = "none", trainable_modules: Sequence[str] = ()
-) -> None:
+def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none", trainable_modules: Sequence[str] = ()) -> None:
     """Freeze everything but the LoRA matrices, the chosen biases and any ``trainable_modules``.
 
     Args:
@@ -49,9 +47,7 @@ def mark_only_lora_as_trainable(
         LoRAConfigError: if ``bias`` is not one of the three modes.
     """
     check_bias_mode(bias)
-    lora_biases = {
-        key for name, layer in named_lora_layers(model) if (key := _bias_name(name, layer)) is not None
-    }
+    lora_biases = {key for name, layer in named_lora_layers(model) if (key := _bias_name(name, layer)) is not None}
     for name, param in model.named_parameters():
         is_lora = "lora_" in name
         is_bias = (bias == "all" and "bias" in name) or (bias == "lora_only" and name in lora_biases)

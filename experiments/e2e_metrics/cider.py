@@ -36,9 +36,7 @@ def corpus_cider(hypotheses: Sequence[str], references: Sequence[Sequence[str]])
     scales each order by exp(-d^2 / 2 sigma^2) with sigma = 6. The corpus score is the mean over MRs.
     """
     if len(hypotheses) != len(references) or not hypotheses:
-        raise ValueError(
-            f"{len(hypotheses)} hypotheses and {len(references)} reference groups; need equal, >0"
-        )
+        raise ValueError(f"{len(hypotheses)} hypotheses and {len(references)} reference groups; need equal, >0")
     reference_counts = [[ngram_counts(r.split(), CIDER_MAX_N) for r in group] for group in references]
     document_frequency: Counter[NGram] = Counter()
     for group in reference_counts:

@@ -84,9 +84,7 @@ def group_references_by_mr(pairs: Sequence[tuple[str, str]]) -> tuple[list[str],
 def _check_single_line(text: str, label: str) -> None:
     """Reject text that would not survive a round trip through a line-based file."""
     if text != text.strip() or len(text.splitlines()) > 1:
-        raise E2EFormatError(
-            f"{label} is {text!r}: it must be one line without surrounding whitespace to be written"
-        )
+        raise E2EFormatError(f"{label} is {text!r}: it must be one line without surrounding whitespace to be written")
 
 
 def write_hypotheses(path: str | Path, hypotheses: Sequence[str]) -> None:

@@ -78,9 +78,7 @@ class MeteorScorer:
         if len(hypotheses) != len(references):
             raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} reference groups")
         score_lines = [
-            " ||| ".join(
-                ["SCORE", *(_protocol_safe(reference) for reference in group), _protocol_safe(hypothesis)]
-            )
+            " ||| ".join(["SCORE", *(_protocol_safe(reference) for reference in group), _protocol_safe(hypothesis)])
             for hypothesis, group in zip(hypotheses, references, strict=True)
         ]
         # A writer thread feeds the lines while this one reads the answers: no round trip per line, and no

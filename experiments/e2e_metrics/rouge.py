@@ -13,9 +13,7 @@ def lcs_length(first: Sequence[str], second: Sequence[str]) -> int:
     for token in first:
         current = [0]
         for index, other in enumerate(second):
-            current.append(
-                previous[index] + 1 if token == other else max(previous[index + 1], current[index])
-            )
+            current.append(previous[index] + 1 if token == other else max(previous[index + 1], current[index]))
         previous = current
     return previous[-1]
 
@@ -43,8 +41,6 @@ def sentence_rouge_l(candidate: str, references: Sequence[str]) -> float:
 def corpus_rouge_l(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:
     """Mean sentence ROUGE-L (0-1) of tokenised hypotheses, one per MR, against all of its references."""
     if len(hypotheses) != len(references) or not hypotheses:
-        raise ValueError(
-            f"{len(hypotheses)} hypotheses and {len(references)} reference groups; need equal, >0"
-        )
+        raise ValueError(f"{len(hypotheses)} hypotheses and {len(references)} reference groups; need equal, >0")
     scores = [sentence_rouge_l(h, group) for h, group in zip(hypotheses, references, strict=True)]
     return sum(scores) / len(scores)

@@ -40,9 +40,7 @@ def check_corpus(hypotheses: Sequence[str], references: Sequence[Sequence[str]])
             raise ValueError(f"MR {index} has references {group!r}; expected a non-empty list of strings")
         for number, reference in enumerate(group):
             if not isinstance(reference, str) or not reference.strip():
-                raise ValueError(
-                    f"reference {number} of MR {index} is {reference!r}; references must hold text"
-                )
+                raise ValueError(f"reference {number} of MR {index} is {reference!r}; references must hold text")
 
 
 def _ptb_tokenize_corpus(

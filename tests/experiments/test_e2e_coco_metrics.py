@@ -24,9 +24,7 @@ def _random_corpus(seed: int, size: int) -> tuple[list[str], list[list[str]]]:
     hypotheses, references = [], []
     for _ in range(size):
         group = [" ".join(rng.choices(vocabulary, k=rng.randint(3, 16))) for _ in range(rng.randint(1, 5))]
-        words = [w for w in group[0].split() if rng.random() < 0.7] + rng.choices(
-            vocabulary, k=rng.randint(0, 4)
-        )
+        words = [w for w in group[0].split() if rng.random() < 0.7] + rng.choices(vocabulary, k=rng.randint(0, 4))
         hypotheses.append(" ".join(words))
         references.append(group)
     return hypotheses, references

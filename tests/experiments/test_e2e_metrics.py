@@ -44,9 +44,7 @@ def synthetic_corpus() -> tuple[list[str], list[list[str]]]:
             "price": PRICES[(5 * i + 1) % len(PRICES)],
             "rating": RATINGS[(7 * i + 2) % len(RATINGS)],
         }
-        group = [
-            REFERENCE_TEMPLATES[(i + k) % len(REFERENCE_TEMPLATES)].format(**slots) for k in range(1 + i % 4)
-        ]
+        group = [REFERENCE_TEMPLATES[(i + k) % len(REFERENCE_TEMPLATES)].format(**slots) for k in range(1 + i % 4)]
         if i == 5:
             hypothesis = ""  # an empty output line
         elif i == 7:
@@ -131,7 +129,5 @@ def test_cli_scores_multi_reference_groups_and_ends_with_json(
 
     # The same outputs against the other MR's references score far lower.
     write_hypotheses(tmp_path / "swapped.txt", [references[1][2], references[0][1]])
-    assert (
-        main(["--hyp", str(tmp_path / "swapped.txt"), "--ref", str(tmp_path / "ref.txt")], scorer=scorer) == 0
-    )
+    assert main(["--hyp", str(tmp_path / "swapped.txt"), "--ref", str(tmp_path / "ref.txt")], scorer=scorer) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["BLEU"] < 0.2

@@ -54,9 +54,7 @@ def test_tokenizer_follows_the_perl_rules(text: str, tokens: list[str]) -> None:
         (0, [3, 5], 3),
     ],
 )
-def test_closest_reference_length(
-    hypothesis_length: int, reference_lengths: list[int], expected: int
-) -> None:
+def test_closest_reference_length(hypothesis_length: int, reference_lengths: list[int], expected: int) -> None:
     assert closest_reference_length(hypothesis_length, reference_lengths) == expected
 
 
@@ -77,9 +75,7 @@ def test_bleu_of_no_words_is_zero() -> None:
 
 
 def _tokenized(hypotheses: list[str], references: list[list[str]]) -> tuple[list, list]:
-    return [mteval_tokenize(h) for h in hypotheses], [
-        [mteval_tokenize(r) for r in group] for group in references
-    ]
+    return [mteval_tokenize(h) for h in hypotheses], [[mteval_tokenize(r) for r in group] for group in references]
 
 
 def test_bleu_matches_sacrebleu_with_two_references() -> None:
@@ -97,9 +93,7 @@ def test_bleu_matches_sacrebleu_with_two_references() -> None:
         ["Zizzi is an Italian restaurant that is not family-friendly.", "Zizzi serves Italian food."],
     ]
     streams = [[group[k] for group in references] for k in range(2)]
-    expected = sacrebleu.corpus_bleu(
-        hypotheses, streams, smooth_method="none", lowercase=True, tokenize="13a"
-    )
+    expected = sacrebleu.corpus_bleu(hypotheses, streams, smooth_method="none", lowercase=True, tokenize="13a")
     assert corpus_bleu(*_tokenized(hypotheses, references)) == pytest.approx(expected.score / 100, rel=1e-12)
 
 

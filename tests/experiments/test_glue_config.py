@@ -44,9 +44,7 @@ def test_roberta_base_lora_defaults_are_the_papers(task: str) -> None:
     cfg = compose_config("glue", [f"task={task}", "method=lora"])
     batch, lr, epochs = PAPER_BASE[task]
     assert (cfg.train.batch_size, cfg.train.lr, cfg.train.epochs) == (batch, lr, epochs)
-    assert (
-        cfg.train.max_seq_length == 512 and cfg.train.warmup_ratio == 0.06 and cfg.train.weight_decay == 0.1
-    )
+    assert cfg.train.max_seq_length == 512 and cfg.train.warmup_ratio == 0.06 and cfg.train.weight_decay == 0.1
     assert cfg.method.r == 8 and list(cfg.method.targets) == ["Wq", "Wv"] and cfg.method.lora_dropout == 0.0
     assert cfg.method.lora_alpha == 8  # the paper's alpha
     assert cfg.preset.name == "paper"
@@ -63,9 +61,7 @@ def test_repo_preset_uses_the_scripts_alpha_and_per_gpu_batch(task: str) -> None
 @pytest.mark.parametrize("task", sorted(PAPER_LARGE))
 def test_roberta_large_lora_defaults_are_the_papers(task: str) -> None:
     cfg = compose_config("glue", ["model=roberta-large", f"task={task}"])
-    assert (cfg.train.max_seq_length, cfg.train.batch_size, cfg.train.lr, cfg.train.epochs) == PAPER_LARGE[
-        task
-    ]
+    assert (cfg.train.max_seq_length, cfg.train.batch_size, cfg.train.lr, cfg.train.epochs) == PAPER_LARGE[task]
     repo = compose_config("glue", ["model=roberta-large", f"task={task}", "preset=repo"])
     assert repo.train.lr == (3e-4 if task == "cola" else PAPER_LARGE[task][2])
 

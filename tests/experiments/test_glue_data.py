@@ -22,9 +22,7 @@ def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 
 
 def test_cola_headerless_file_without_final_newline(tmp_path: Path) -> None:
-    path = _write(
-        tmp_path / "dev.tsv", "gj04\t1\t\tThe sailors rode the breeze.\ngj04\t0\t*\tHe the ball kick."
-    )
+    path = _write(tmp_path / "dev.tsv", "gj04\t1\t\tThe sailors rode the breeze.\ngj04\t0\t*\tHe the ball kick.")
     examples, skipped = read_tsv_split(_task("cola"), path)
     assert [(e.texts, e.label) for e in examples] == [
         (("The sailors rode the breeze.",), 1),
@@ -48,9 +46,7 @@ def test_stsb_scores_and_rte_string_labels(tmp_path: Path) -> None:
 
 
 def test_mnli_uses_gold_label_and_both_dev_sets(tmp_path: Path) -> None:
-    header = (
-        "index\tpromptID\tpairID\tgenre\ts1bp\ts2bp\ts1p\ts2p\tsentence1\tsentence2\tlabel1\tgold_label\n"
-    )
+    header = "index\tpromptID\tpairID\tgenre\ts1bp\ts2bp\ts1p\ts2p\tsentence1\tsentence2\tlabel1\tgold_label\n"
     row = "0\t1\t1\tg\tx\tx\tx\tx\tA cat.\tAn animal.\tentailment\tneutral\n"
     for stem in ("train", "dev_matched", "dev_mismatched"):
         _write(tmp_path / "MNLI" / f"{stem}.tsv", header + row)
@@ -73,9 +69,7 @@ def test_malformed_row_names_file_line_and_fix(tmp_path: Path) -> None:
 
 def test_unknown_label_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path / "train.tsv", "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tmaybe\n")
-    with pytest.raises(
-        DataError, match=r"train\.tsv:2: label 'maybe' is not one of entailment, not_entailment"
-    ):
+    with pytest.raises(DataError, match=r"train\.tsv:2: label 'maybe' is not one of entailment, not_entailment"):
         read_tsv_split(_task("rte"), path)
 
 

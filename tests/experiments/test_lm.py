@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import itertools
 
 import pytest
 import torch
@@ -41,8 +41,10 @@ def test_truncation_keeps_the_prompt(tiny) -> None:
 def test_loss_sum_equals_cross_entropy_over_target_tokens_only(tiny) -> None:
     tokenizer, model_dir = tiny
     model = GPT2LMHeadModel.from_pretrained(str(model_dir)).eval()
-    items = [encode_prompt_target(tokenizer, "name : Alpha ||", " Alpha is a pub .", 64),
-             encode_prompt_target(tokenizer, "name : Bravo | food : Thai ||", " Bravo serves Thai food .", 64)]
+    items = [
+        encode_prompt_target(tokenizer, "name : Alpha ||", " Alpha is a pub .", 64),
+        encode_prompt_target(tokenizer, "name : Bravo | food : Thai ||", " Bravo serves Thai food .", 64),
+    ]
     batch = lm_collate(tokenizer.eos_token_id)(items)
     for smoothing in (0.0, 0.1):
         with torch.no_grad():
@@ -87,25 +89,43 @@ def test_batched_beam_search_equals_one_prompt_at_a_time(tiny) -> None:
     tokenizer, model_dir = tiny
     torch.manual_seed(0)
     model = GPT2LMHeadModel.from_pretrained(str(model_dir)).eval()
-    prompts = ["name : Alpha | Type : pub ||", "name : Bravo | Type : cafe | food : Thai | area : centre ||",
-               "name : Gusto ||"]
+    prompts = [
+        "name : Alpha | Type : pub ||",
+        "name : Bravo | Type : cafe | food : Thai | area : centre ||",
+        "name : Gusto ||",
+    ]
     settings = {"num_beams": 4, "length_penalty": 0.9, "no_repeat_ngram_size": 4, "max_new_tokens": 12}
     with torch.no_grad():
         batched = generate(model, tokenizer, prompts, torch.device("cpu"), batch_size=3, **settings)
         for prompt, text in zip(prompts, batched, strict=True):
             ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(prompt, add_special_tokens=False)["input_ids"]]])
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), early_stopping=True,
-                                 do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                                 pad_token_id=tokenizer.eos_token_id, **settings)
-            assert text == tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                early_stopping=True,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.eos_token_id,
+                **settings,
+            )
+            assert text == tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
 
 def test_no_repeat_ngram_setting_is_applied(tiny) -> None:
     tokenizer, model_dir = tiny
     model = GPT2LMHeadModel.from_pretrained(str(model_dir)).eval()
     with torch.no_grad():
-        texts = generate(model, tokenizer, ["name : Alpha ||"], torch.device("cpu"), num_beams=2, length_penalty=1.0,
-                         no_repeat_ngram_size=2, max_new_tokens=30, batch_size=1)
+        texts = generate(
+            model,
+            tokenizer,
+            ["name : Alpha ||"],
+            torch.device("cpu"),
+            num_beams=2,
+            length_penalty=1.0,
+            no_repeat_ngram_size=2,
+            max_new_tokens=30,
+            batch_size=1,
+        )
     words = texts[0].split()
-    bigrams = list(zip(words, words[1:], strict=False))
+    bigrams = list(itertools.pairwise(words))
     assert len(bigrams) == len(set(bigrams))

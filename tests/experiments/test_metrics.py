@@ -17,9 +17,7 @@ def test_classification_metrics_match_sklearn(seed: int) -> None:
     predictions = np.where(rng.random(200) < 0.7, labels, 1 - labels)
     assert metrics.accuracy(predictions, labels) == pytest.approx(accuracy_score(labels, predictions))
     assert metrics.f1(predictions, labels) == pytest.approx(f1_score(labels, predictions))
-    assert metrics.matthews_correlation(predictions, labels) == pytest.approx(
-        matthews_corrcoef(labels, predictions)
-    )
+    assert metrics.matthews_correlation(predictions, labels) == pytest.approx(matthews_corrcoef(labels, predictions))
 
 
 def test_three_class_accuracy() -> None:
@@ -43,9 +41,7 @@ def test_correlations_match_scipy_with_ties(seed: int) -> None:
     predictions = labels + rng.normal(0, 1.0, 150)
     predictions[:20] = np.round(predictions[:20])  # ties on the prediction side too
     assert metrics.pearson(predictions, labels) == pytest.approx(pearsonr(predictions, labels)[0], abs=1e-12)
-    assert metrics.spearman(predictions, labels) == pytest.approx(
-        spearmanr(predictions, labels)[0], abs=1e-12
-    )
+    assert metrics.spearman(predictions, labels) == pytest.approx(spearmanr(predictions, labels)[0], abs=1e-12)
 
 
 def test_compute_metrics_checks_lengths() -> None:

@@ -16,9 +16,7 @@ def _roberta(large: bool) -> nn.Module:
         "num_attention_heads": 16,
         "intermediate_size": 4096,
     }
-    config = RobertaConfig(
-        vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, **(size if large else {})
-    )
+    config = RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, **(size if large else {}))
     with torch.device("meta"):
         return RobertaForSequenceClassification(config)
 
@@ -62,9 +60,7 @@ def test_full_model_and_bitfit_counts(tiny_roberta) -> None:
     )
     for name, param in tiny_roberta.named_parameters():
         param.requires_grad = name.endswith("bias")
-    biases = sum(
-        p.numel() for n, p in tiny_roberta.named_parameters() if n.endswith("bias") and "classifier" not in n
-    )
+    biases = sum(p.numel() for n, p in tiny_roberta.named_parameters() if n.endswith("bias") and "classifier" not in n)
     assert lora.count_parameters(tiny_roberta).trainable == biases
 
 

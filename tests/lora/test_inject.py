@@ -34,9 +34,7 @@ def test_roberta_wq_wv_keeps_weights_and_outputs(tiny_roberta) -> None:
     keys_before = {k: v.shape for k, v in tiny_roberta.state_dict().items()}
     query_weight = tiny_roberta.roberta.encoder.layer[0].attention.self.query.weight
     names = lora.inject_lora(tiny_roberta, ["Wq", "Wv"], r=4, lora_alpha=8)
-    assert names == [
-        f"roberta.encoder.layer.{i}.attention.self.{m}" for i in (0, 1) for m in ("query", "value")
-    ]
+    assert names == [f"roberta.encoder.layer.{i}.attention.self.{m}" for i in (0, 1) for m in ("query", "value")]
     layer = tiny_roberta.roberta.encoder.layer[0].attention.self.query
     assert isinstance(layer, lora.Linear) and layer.weight is query_weight  # adopted, not copied
     assert not layer.weight.requires_grad
@@ -134,16 +132,12 @@ def test_unmatched_target_lists_module_names(tiny_roberta) -> None:
 
 
 def test_paper_name_missing_from_architecture(tiny_roberta) -> None:
-    with pytest.raises(
-        lora.TargetNotFoundError, match=r"bert models have Wq, Wk, Wv, Wo, Wup, Wdown, not Wgate"
-    ):
+    with pytest.raises(lora.TargetNotFoundError, match=r"bert models have Wq, Wk, Wv, Wo, Wup, Wdown, not Wgate"):
         lora.inject_lora(tiny_roberta, ["Wgate"])
 
 
 def test_unsupported_module_type_is_named(tiny_roberta) -> None:
-    with pytest.raises(
-        lora.UnsupportedModuleError, match=r"is a torch\.nn\.modules\.normalization\.LayerNorm"
-    ):
+    with pytest.raises(lora.UnsupportedModuleError, match=r"is a torch\.nn\.modules\.normalization\.LayerNorm"):
         lora.inject_lora(tiny_roberta, ["attention.output.LayerNorm"])
 
 

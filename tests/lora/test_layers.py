@@ -51,9 +51,7 @@ def test_rslora_scaling_uses_square_root_of_rank() -> None:
 def test_merged_linear_matches_dense_math(enable: list[bool], fan_in_fan_out: bool) -> None:
     torch.manual_seed(0)
     d_in, r, alpha = 10, 2, 8
-    layer = lora.MergedLinear(
-        d_in, 12, r=r, lora_alpha=alpha, enable_lora=enable, fan_in_fan_out=fan_in_fan_out
-    )
+    layer = lora.MergedLinear(d_in, 12, r=r, lora_alpha=alpha, enable_lora=enable, fan_in_fan_out=fan_in_fan_out)
     _randomise_lora(layer)
     x = torch.randn(3, 4, d_in)
     weight = layer.weight.T if fan_in_fan_out else layer.weight
