@@ -3,10 +3,10 @@
 from lora.accounting import ParameterCount, count_parameters
 from lora.architectures import PAPER_MATRICES, detect_architecture
 from lora.errors import AdapterMismatchError, LoRAConfigError, TargetNotFoundError, UnsupportedModuleError
-from lora.inject import inject_lora
+from lora.inject import inject_lora, inject_lora_layer
 from lora.layers import Conv1d, Conv2d, Conv3d, ConvLoRA, Embedding, Linear, LoRALayer, MergedLinear
 from lora.merging import merge, merge_and_unload, unmerge
-from lora.trainable import lora_state_dict, mark_only_lora_as_trainable, named_lora_layers
+from lora.trainable import lora_state_dict, mark_only_lora_as_trainable, named_lora_layers, resolve_modules
 
 __all__ = [
     "PAPER_MATRICES",
@@ -26,10 +26,12 @@ __all__ = [
     "count_parameters",
     "detect_architecture",
     "inject_lora",
+    "inject_lora_layer",
     "lora_state_dict",
     "mark_only_lora_as_trainable",
     "merge",
     "merge_and_unload",
     "named_lora_layers",
+    "resolve_modules",
     "unmerge",
 ]

@@ -24,7 +24,7 @@ from lora.architectures import FFN_MATRICES, PAPER_MATRICES, Architecture, detec
 from lora.errors import LoRAConfigError, TargetNotFoundError, UnsupportedModuleError
 from lora.layers import Conv1d, Conv2d, Conv3d, ConvLoRA, Embedding, Linear, LoRALayer, MergedLinear
 
-__all__ = ["LoRASettings", "inject_lora", "resolve_targets"]
+__all__ = ["LoRASettings", "inject_lora", "inject_lora_layer", "resolve_targets"]
 
 
 def _hf_conv1d_type() -> type[nn.Module] | None:
@@ -280,6 +280,60 @@ def inject_lora(
     built = {name: _make_layer(name, target, settings) for name, target in chosen.items()}
     for name, layer in built.items():
         _adopt(layer, chosen[name].module, lora_dtype)
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, layer)
+        _replace(model, name, layer)
     return sorted(built)
+
+
+def _replace(model: nn.Module, name: str, layer: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, layer)
+
+
+def inject_lora_layer(
+    model: nn.Module,
+    name: str,
+    r: int = 8,
+    lora_alpha: float = 8,
+    lora_dropout: float = 0.0,
+    *,
+    enable_lora: Sequence[bool] | None = None,
+    merge_weights: bool = True,
+    use_rslora: bool = False,
+    lora_dtype: torch.dtype | None = None,
+) -> LoRALayer:
+    """Replace exactly the module called ``name`` by a LoRA layer, to rebuild a recorded adapter layer.
+
+    Unlike :func:`inject_lora`, nothing is matched by pattern or paper name, so a saved layer is rebuilt
+    at its own name only, and fused slices are given explicitly.
+
+    Args:
+        model: the model, modified in place.
+        name: the qualified name of the module to adapt (as in ``model.named_modules()``).
+        r, lora_alpha, lora_dropout, merge_weights, use_rslora: as for :class:`lora.Linear`.
+        enable_lora: one flag per equal output slice to build a :class:`lora.MergedLinear`
+            (linear layers and GPT-2 ``Conv1D`` only); ``None`` adapts the whole module.
+        lora_dtype: dtype of the new A/B matrices (default: that of the pretrained weight).
+
+    Returns:
+        The new LoRA layer, already in place in ``model``.
+
+    Raises:
+        TargetNotFoundError: ``model`` has no module called ``name``.
+        UnsupportedModuleError: the module's type has no LoRA layer (or no slices, with ``enable_lora``).
+        LoRAConfigError: ``name`` is empty or already a LoRA layer, or a hyperparameter is out of range.
+    """
+    if not name:
+        raise LoRAConfigError("name is empty: the model itself cannot be replaced; name one of its modules")
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        raise _not_found(model, name) from None
+    if enable_lora is None:
+        target = _Target(module)
+    else:
+        flags = [bool(flag) for flag in enable_lora]
+        target = _Target(module, {i for i, flag in enumerate(flags) if flag}, len(flags))
+    layer = _make_layer(name, target, LoRASettings(r, lora_alpha, lora_dropout, merge_weights, use_rslora))
+    _adopt(layer, module, lora_dtype)
+    _replace(model, name, layer)
+    return layer

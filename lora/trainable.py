@@ -8,9 +8,16 @@ import torch
 import torch.nn as nn
 
 from lora._checks import check_bias_mode
+from lora.errors import LoRAConfigError
 from lora.layers import ConvLoRA, LoRALayer
 
-__all__ = ["lora_state_dict", "mark_only_lora_as_trainable", "named_lora_layers"]
+__all__ = [
+    "dropout_probability",
+    "lora_state_dict",
+    "mark_only_lora_as_trainable",
+    "named_lora_layers",
+    "resolve_modules",
+]
 
 
 def named_lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALayer]]:
@@ -18,6 +25,35 @@ def named_lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALayer]]:
     for name, module in model.named_modules():
         if isinstance(module, LoRALayer):
             yield name, module
+
+
+def dropout_probability(layer: LoRALayer) -> float:
+    """The ``lora_dropout`` probability of ``layer`` (0.0 when its dropout is ``nn.Identity``)."""
+    return float(layer.lora_dropout.p) if isinstance(layer.lora_dropout, nn.Dropout) else 0.0
+
+
+def resolve_modules(model: nn.Module, names: Sequence[str]) -> list[str]:
+    """The qualified names of the modules that ``names`` designate, outermost only, sorted.
+
+    Each entry matches a module named exactly so or ending in ``.<entry>`` (``"classifier"``,
+    ``"layer.0.output"``), the same parameters ``trainable_modules`` selects, so one list can serve
+    to train a task head and to save it.
+
+    Raises:
+        LoRAConfigError: an entry is empty or matches no module (the message lists top-level modules).
+    """
+    module_names = [name for name, _ in model.named_modules() if name]
+    found: set[str] = set()
+    for entry in names:
+        hits = [name for name in module_names if entry and (name == entry or name.endswith(f".{entry}"))]
+        if not hits:
+            top = sorted({name.split(".", 1)[0] for name in module_names})
+            raise LoRAConfigError(
+                f"module {entry!r} matched no module of {type(model).__name__}; give a qualified module name "
+                f"or a dotted suffix of one (top-level modules: {', '.join(top)})"
+            )
+        found.update(hits)
+    return sorted(name for name in found if not any(name.startswith(f"{other}.") for other in found))
 
 
 def _bias_name(layer_name: str, layer: LoRALayer) -> str | None:
