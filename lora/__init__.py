@@ -1,6 +1,7 @@
 """A loralib-compatible LoRA layer library: layers, injection, merging, adapter files, accounting."""
 
 from lora.accounting import ParameterCount, count_parameters
+from lora.adapter import load_adapter, save_adapter
 from lora.architectures import PAPER_MATRICES, detect_architecture
 from lora.errors import AdapterMismatchError, LoRAConfigError, TargetNotFoundError, UnsupportedModuleError
 from lora.inject import inject_lora, inject_lora_layer
@@ -27,11 +28,13 @@ __all__ = [
     "detect_architecture",
     "inject_lora",
     "inject_lora_layer",
+    "load_adapter",
     "lora_state_dict",
     "mark_only_lora_as_trainable",
     "merge",
     "merge_and_unload",
     "named_lora_layers",
     "resolve_modules",
+    "save_adapter",
     "unmerge",
 ]
