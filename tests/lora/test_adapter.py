@@ -145,9 +145,12 @@ def test_load_into_existing_lora_layers_while_merged(tmp_path: Path) -> None:
     _train_like(target, seed=7)
     stale = _logits(target)  # eval mode: every layer is merged, with the old A and B cached
     assert all(layer.merged for _, layer in lora.named_lora_layers(target))
+    storages = {name: p.data_ptr() for name, p in target.named_parameters() if "lora_" in name}
 
     lora.load_adapter(target, tmp_path)
     assert all(layer.merged for _, layer in lora.named_lora_layers(target))
+    # Loaded in place: an optimizer holding these parameters sees the loaded values.
+    assert storages == {name: p.data_ptr() for name, p in target.named_parameters() if "lora_" in name}
     reference = _dense_reference(adapted, RobertaForSequenceClassification, tiny_roberta_config(), base_state)
     loaded = _logits(target)
     assert not torch.allclose(loaded, stale)
