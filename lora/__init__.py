@@ -1,4 +1,4 @@
-"""A loralib-compatible LoRA layer library: layers, injection, merging, adapter files, accounting."""
+"""A loralib-compatible LoRA library: layers, injection, merging, adapter files, PEFT export, accounting."""
 
 from lora.accounting import ParameterCount, count_parameters
 from lora.adapter import load_adapter, save_adapter
@@ -7,6 +7,7 @@ from lora.errors import AdapterMismatchError, LoRAConfigError, TargetNotFoundErr
 from lora.inject import inject_lora, inject_lora_layer
 from lora.layers import Conv1d, Conv2d, Conv3d, ConvLoRA, Embedding, Linear, LoRALayer, MergedLinear
 from lora.merging import merge, merge_and_unload, unmerge
+from lora.peft_export import export_peft
 from lora.trainable import lora_state_dict, mark_only_lora_as_trainable, named_lora_layers, resolve_modules
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "UnsupportedModuleError",
     "count_parameters",
     "detect_architecture",
+    "export_peft",
     "inject_lora",
     "inject_lora_layer",
     "load_adapter",
