@@ -182,6 +182,14 @@ def _make_layer(name: str, target: _Target, settings: LoRASettings) -> LoRALayer
     module = target.module
     if isinstance(module, LoRALayer):
         raise LoRAConfigError(f"{name} is already a LoRA layer ({type(module).__name__}); inject once")
+    for base in (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d):
+        if isinstance(module, base) and type(module).forward is not base.forward:
+            raise UnsupportedModuleError(
+                f"target module {name!r} is a {_type_name(type(module))}, a subclass of torch.nn."
+                f"{base.__name__} with its own forward (e.g. a scaled embedding or a quantized linear "
+                "layer), which a LoRA layer would silently drop. Narrow the target to modules that compute "
+                f"the plain {base.__name__} function."
+            )
     hf_conv1d = _hf_conv1d_type()
     if target.slices is not None and not (isinstance(module, nn.Linear) or type(module) is hf_conv1d):
         raise UnsupportedModuleError(f"{name} ({type(module).__name__}) cannot be adapted by output slice")
@@ -206,7 +214,8 @@ def _make_layer(name: str, target: _Target, settings: LoRASettings) -> LoRALayer
             dtype=module.weight.dtype,
         )
     if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-        cls = {nn.Conv1d: Conv1d, nn.Conv2d: Conv2d, nn.Conv3d: Conv3d}[type(module)]
+        kinds = ((nn.Conv1d, Conv1d), (nn.Conv2d, Conv2d), (nn.Conv3d, Conv3d))
+        cls = next(lora_cls for conv_cls, lora_cls in kinds if isinstance(module, conv_cls))
         return cls(
             module.in_channels,
             module.out_channels,

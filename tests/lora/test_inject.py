@@ -209,3 +209,34 @@ def test_inject_lora_layer_takes_only_exact_names(tiny_roberta) -> None:
         lora.inject_lora_layer(tiny_roberta, "")
     layer = lora.inject_lora_layer(tiny_roberta, "roberta.embeddings.word_embeddings", r=3)
     assert isinstance(layer, lora.Embedding) and layer.lora_A.shape == (3, 120)
+
+
+def test_subclasses_with_their_own_forward_are_refused() -> None:
+    """Gemma's embedding scales its output in forward; a plain LoRA embedding would drop the scale."""
+    from transformers.models.gemma.modeling_gemma import GemmaTextScaledWordEmbedding
+
+    model = nn.Sequential(GemmaTextScaledWordEmbedding(10, 4, 0, embed_scale=2.0))
+    with pytest.raises(
+        lora.UnsupportedModuleError,
+        match=r"'0' is a transformers\.models\.gemma\.modeling_gemma\.GemmaTextScaledWordEmbedding, a "
+        r"subclass of torch\.nn\.Embedding with its own forward .* silently drop",
+    ):
+        lora.inject_lora(model, ["0"], r=2)
+    assert type(model[0]) is GemmaTextScaledWordEmbedding
+
+
+def test_subclasses_without_their_own_forward_are_adapted() -> None:
+    class TaggedConv(nn.Conv2d):
+        pass
+
+    class TaggedLinear(nn.Linear):
+        pass
+
+    torch.manual_seed(0)
+    model = nn.Sequential(TaggedConv(2, 2, 3, padding=1), nn.Flatten(), TaggedLinear(2 * 5 * 5, 3))
+    x = torch.randn(1, 2, 5, 5)
+    before = model(x)
+    lora.inject_lora(model, ["0", "2"], r=2)
+    assert isinstance(model[0], lora.Conv2d) and isinstance(model[2], lora.Linear)
+    assert model[0].base_layer_type.endswith("TaggedConv")
+    torch.testing.assert_close(model(x), before)
