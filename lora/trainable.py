@@ -1,4 +1,4 @@
-"""Which parameters train, and which go into a LoRA checkpoint (loralib's two helpers, fixed for conv)."""
+"""Which parameters train, and which go into a LoRA checkpoint (loralib's two helpers, made to agree)."""
 
 from __future__ import annotations
 
@@ -109,8 +109,9 @@ def lora_state_dict(model: nn.Module, bias: str = "none") -> dict[str, torch.Ten
     if bias == "all":
         keep |= {key for key in state if "bias" in key}
     elif bias == "lora_only":
+        # Every LoRA layer's bias, as mark_only_lora_as_trainable trains them (also where r=0).
         for name, layer in named_lora_layers(model):
             key = _bias_name(name, layer)
-            if layer.has_lora and key is not None:
+            if key is not None:
                 keep.add(key)
     return {key: value for key, value in state.items() if key in keep}

@@ -33,3 +33,19 @@ def test_dropout_probability() -> None:
     assert lora.trainable.dropout_probability(lora.Linear(4, 4, r=2, lora_dropout=0.25)) == 0.25
     layer = lora.Linear(4, 4, r=2)
     assert isinstance(layer.lora_dropout, nn.Identity) and lora.trainable.dropout_probability(layer) == 0.0
+
+
+@pytest.mark.parametrize("bias", ["none", "all", "lora_only"])
+def test_every_parameter_that_trains_is_saved(bias: str) -> None:
+    """Layers with r=0 or no enabled slice have no A/B, but "lora_only" still trains their bias."""
+    model = nn.Sequential(
+        lora.Linear(4, 4, r=2),
+        lora.Linear(4, 4, r=0),
+        lora.MergedLinear(4, 6, r=2, enable_lora=[False, False]),
+        nn.LayerNorm(4),
+    )
+    lora.mark_only_lora_as_trainable(model, bias=bias)
+    trained = {name for name, p in model.named_parameters() if p.requires_grad}
+    saved = set(lora.lora_state_dict(model, bias=bias))
+    assert trained == saved & {name for name, _ in model.named_parameters()}
+    assert ("1.bias" in saved) == (bias != "none")
