@@ -125,6 +125,13 @@ def save_adapter(
             module, or ``metadata`` is not JSON-serialisable.
     """
     check_bias_mode(bias)
+    try:
+        notes = dict(metadata or {})
+        json_bytes(notes)
+    except (TypeError, ValueError) as error:
+        raise LoRAConfigError(
+            f"metadata must be a JSON-serialisable mapping (str keys, finite numbers): {error}"
+        ) from None
     saved_modules = resolve_modules(model, modules_to_save)
     payload, tensors = safetensors_payload(_adapter_tensors(model, bias, saved_modules), {"format": "pt"})
     document = {
@@ -136,14 +143,9 @@ def save_adapter(
         "layers": {name: layer_record(layer) for name, layer in named_lora_layers(model)},
         "tensors": {k: {"shape": list(t.shape), "dtype": dtype_name(t.dtype)} for k, t in tensors.items()},
         "tensors_sha256": hashlib.sha256(payload).hexdigest(),
-        "metadata": dict(metadata or {}),
+        "metadata": notes,
     }
-    try:
-        config_bytes = json_bytes(document)
-    except (TypeError, ValueError) as error:
-        raise LoRAConfigError(
-            f"metadata must be JSON-serialisable (str keys, finite numbers): {error}"
-        ) from None
+    config_bytes = json_bytes(document)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # Tensors first: the config, written last, names the exact tensor file (by hash) it belongs to.

@@ -257,8 +257,10 @@ def test_a_failed_write_leaves_the_previous_adapter_and_no_temporary_file(
 
 def test_save_refuses_bad_arguments(tmp_path: Path) -> None:
     adapted, _ = _roberta_adapted()
-    with pytest.raises(lora.LoRAConfigError, match="metadata must be JSON-serialisable"):
+    with pytest.raises(lora.LoRAConfigError, match="metadata must be a JSON-serialisable mapping"):
         lora.save_adapter(adapted, tmp_path, metadata={"when": object()})
+    with pytest.raises(lora.LoRAConfigError, match=r"metadata must be .*Out of range float values"):
+        lora.save_adapter(adapted, tmp_path, metadata={"loss": float("nan")})
     with pytest.raises(
         lora.LoRAConfigError, match="bias must be one of 'none', 'all', 'lora_only'; got 'some'"
     ):
