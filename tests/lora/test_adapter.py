@@ -136,6 +136,35 @@ def test_round_trip_into_a_fresh_model_injects_the_recorded_layers(case: str, tm
     torch.testing.assert_close(_logits(fresh), reference, rtol=1e-5, atol=1e-5)
 
 
+def test_round_trip_of_plain_modules_with_conv_and_embedding_layers(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    base = nn.Sequential(
+        nn.Embedding(10, 4), nn.Conv1d(4, 4, 3, padding=1, groups=2), nn.Conv2d(1, 2, (3, 1)), nn.Linear(4, 2)
+    )
+    adapted = copy.deepcopy(base)
+    lora.inject_lora(adapted, ["0", "1", "2", "3"], r=2, lora_alpha=3)
+    _train_like(adapted)
+    lora.save_adapter(adapted, tmp_path, bias="lora_only")
+    fresh = copy.deepcopy(base)
+    lora.load_adapter(fresh, tmp_path)
+    assert [type(m) for m in fresh] == [lora.Embedding, lora.Conv1d, lora.Conv2d, lora.Linear]
+    ids = torch.randint(0, 10, (2, 5))
+
+    def run(model: nn.Module) -> torch.Tensor:
+        h = model[1](model[0](ids).transpose(1, 2))  # (2, 4, 5)
+        h = model[2](h.unsqueeze(1)).flatten(1)  # (2, 2 * 2 * 5)
+        return model[3](h[:, :4])
+
+    # Dense reference: each weight plus its delta (B A reshaped to the kernel, loralib's layout).
+    dense = copy.deepcopy(base)
+    with torch.no_grad():
+        for index, layer in enumerate(adapted):
+            delta = layer.lora_B @ layer.lora_A * layer.lora_alpha / layer.r
+            dense[index].weight += delta.T if index == 0 else delta.view(dense[index].weight.shape)
+    torch.testing.assert_close(run(fresh), run(adapted), rtol=0, atol=0)
+    torch.testing.assert_close(run(fresh), run(dense), rtol=1e-5, atol=1e-6)
+
+
 def test_load_into_existing_lora_layers_while_merged(tmp_path: Path) -> None:
     adapted, base_state = _roberta_adapted()
     lora.save_adapter(adapted, tmp_path, modules_to_save=["classifier"])
