@@ -61,7 +61,7 @@ def _listing(items: Sequence[str], limit: int = 8) -> str:
 # -- saving ------------------------------------------------------------------------------------
 
 
-def base_model_identity(model: nn.Module) -> dict[str, str | None]:
+def _base_model_identity(model: nn.Module) -> dict[str, str | None]:
     """Class name, ``config.model_type`` and ``config._name_or_path`` of a (Hugging Face) model."""
     config = getattr(model, "config", None)
     return {
@@ -71,7 +71,7 @@ def base_model_identity(model: nn.Module) -> dict[str, str | None]:
     }
 
 
-def layer_record(layer: LoRALayer) -> dict[str, Any]:
+def _layer_record(layer: LoRALayer) -> dict[str, Any]:
     """Everything needed to rebuild ``layer`` around its base module, and to recognise that base."""
     return {
         "layer_type": type(layer).__name__,
@@ -137,10 +137,10 @@ def save_adapter(
     document = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "base_model": base_model_identity(model),
+        "base_model": _base_model_identity(model),
         "bias": bias,
         "modules_to_save": saved_modules,
-        "layers": {name: layer_record(layer) for name, layer in named_lora_layers(model)},
+        "layers": {name: _layer_record(layer) for name, layer in named_lora_layers(model)},
         "tensors": {k: {"shape": list(t.shape), "dtype": dtype_name(t.dtype)} for k, t in tensors.items()},
         "tensors_sha256": hashlib.sha256(payload).hexdigest(),
         "metadata": notes,
@@ -244,7 +244,7 @@ def _read_tensors(directory: Path, document: Mapping[str, Any]) -> dict[str, tor
 
 
 def _check_identity(model: nn.Module, document: Mapping[str, Any]) -> None:
-    saved, ours = document["base_model"], base_model_identity(model)
+    saved, ours = document["base_model"], _base_model_identity(model)
     if (saved.get("class_name"), saved.get("model_type")) != (ours["class_name"], ours["model_type"]):
         raise AdapterMismatchError(
             f"the adapter was saved from a {saved.get('model_type')} model ({saved.get('class_name')}, "
@@ -256,7 +256,7 @@ def _check_identity(model: nn.Module, document: Mapping[str, Any]) -> None:
 
 def _differences(name: str, layer: LoRALayer, record: Mapping[str, Any]) -> list[str]:
     """Settings in which the model's LoRA layer ``name`` differs from the recorded one."""
-    ours = layer_record(layer)
+    ours = _layer_record(layer)
     bad = [
         f"{key}={record[key]!r} in the adapter, {ours[key]!r} in the model"
         for key in _FUNCTIONAL_SETTINGS
