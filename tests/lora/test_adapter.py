@@ -7,6 +7,7 @@ Outputs are checked against a dense reference: a plain copy of the base model wh
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -358,6 +359,52 @@ def test_unknown_format_version_and_peft_directories_are_refused(roberta_adapter
         lora.AdapterMismatchError, match=r"holds a PEFT adapter .* peft\.PeftModel\.from_pretrained"
     ):
         lora.load_adapter(_roberta(base_state), directory)
+
+
+def _garbage_tensors(directory: Path, config: dict) -> dict:
+    garbage = b"not a safetensors file"
+    (directory / TENSORS_FILE).write_bytes(garbage)
+    return {**config, "tensors_sha256": hashlib.sha256(garbage).hexdigest()}
+
+
+def _relisted(_directory: Path, config: dict) -> dict:
+    key = "classifier.out_proj.bias"
+    return {**config, "tensors": {**config["tensors"], key: {"shape": [4], "dtype": "float32"}}}
+
+
+def _unknown_base(_directory: Path, config: dict) -> dict:
+    # Without a recorded base type, the layout comes from the module found: nn.Linear, not fan_in_fan_out.
+    name = "roberta.encoder.layer.0.attention.self.query"
+    record = {**config["layers"][name], "base_layer_type": None, "fan_in_fan_out": True}
+    return {**config, "layers": {**config["layers"], name: record}}
+
+
+MALFORMED = [
+    (lambda d, c: [c], r"is corrupt: adapter_config\.json holds a list, not an object"),
+    (lambda d, c: {**c, "format": "other"}, r"is not a lora-harness adapter config \(format='other'"),
+    (lambda d, c: {k: v for k, v in c.items() if k != "layers"}, r"lacks the dict field 'layers'"),
+    (
+        lambda d, c: {**c, "layers": {"x": {"r": 2}}},
+        r"the record of layer 'x' lacks layer_type, lora_alpha, use_rslora",
+    ),
+    (_garbage_tensors, r"is corrupt: adapter\.safetensors cannot be read"),
+    (_relisted, r"does not hold the tensors listed: classifier\.out_proj\.bias"),
+    (
+        _unknown_base,
+        r"injecting the recorded layer gave a different one: .*query: fan_in_fan_out=True in the",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), MALFORMED)
+def test_malformed_adapters_are_named(roberta_adapter, edit, message: str) -> None:
+    directory, base_state = roberta_adapter
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    (directory / CONFIG_FILE).write_text(json.dumps(edit(directory, config)))
+    model = _roberta(base_state)
+    with pytest.raises(lora.AdapterMismatchError, match=message):
+        lora.load_adapter(model, directory)
+    assert not list(lora.named_lora_layers(model))
 
 
 def test_another_architecture_is_refused_unless_not_strict(roberta_adapter) -> None:

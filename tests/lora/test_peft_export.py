@@ -269,6 +269,23 @@ def test_conv_lora_has_no_peft_equivalent(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+class _CustomLoRA(lora.LoRALayer, nn.Module):
+    """A LoRA layer of a kind PEFT does not know."""
+
+    def __init__(self) -> None:
+        nn.Module.__init__(self)
+        lora.LoRALayer.__init__(self, 2, 2, 0.0, merge_weights=False)
+        self.lora_A = nn.Parameter(torch.zeros(2, 4))
+        self.lora_B = nn.Parameter(torch.zeros(4, 2))
+
+
+def test_unknown_lora_layer_kinds_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(
+        lora.UnsupportedModuleError, match="0 is a _CustomLoRA, which has no PEFT LoRA counterpart"
+    ):
+        lora.export_peft(nn.Sequential(_CustomLoRA()), tmp_path)
+
+
 def test_refusals_name_the_problem(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = RobertaForSequenceClassification(tiny_roberta_config()).eval()
