@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -18,9 +19,13 @@ def check_rank(r: object) -> int:
 
 
 def check_alpha(lora_alpha: object) -> float:
-    """Return ``lora_alpha`` if it is a positive real number."""
-    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, numbers.Real) or not lora_alpha > 0:
-        raise LoRAConfigError(f"lora_alpha must be a number > 0, got {lora_alpha!r}")
+    """Return ``lora_alpha`` if it is a positive, finite real number."""
+    if (
+        isinstance(lora_alpha, bool)
+        or not isinstance(lora_alpha, numbers.Real)
+        or not 0 < lora_alpha < math.inf
+    ):
+        raise LoRAConfigError(f"lora_alpha must be a finite number > 0, got {lora_alpha!r}")
     return lora_alpha
 
 

@@ -24,7 +24,7 @@ from lora.architectures import FFN_MATRICES, PAPER_MATRICES, Architecture, detec
 from lora.errors import LoRAConfigError, TargetNotFoundError, UnsupportedModuleError
 from lora.layers import Conv1d, Conv2d, Conv3d, ConvLoRA, Embedding, Linear, LoRALayer, MergedLinear
 
-__all__ = ["LoRASettings", "inject_lora", "resolve_targets"]
+__all__ = ["LoRASettings", "inject_lora", "inject_lora_layer", "resolve_targets"]
 
 
 def _hf_conv1d_type() -> type[nn.Module] | None:
@@ -178,6 +178,14 @@ def _make_layer(name: str, target: _Target, settings: LoRASettings) -> LoRALayer
     module = target.module
     if isinstance(module, LoRALayer):
         raise LoRAConfigError(f"{name} is already a LoRA layer ({type(module).__name__}); inject once")
+    for base in (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d):
+        if isinstance(module, base) and type(module).forward is not base.forward:
+            raise UnsupportedModuleError(
+                f"target module {name!r} is a {_type_name(type(module))}, a subclass of torch.nn."
+                f"{base.__name__} with its own forward (e.g. a scaled embedding or a quantized linear "
+                "layer), which a LoRA layer would silently drop. Narrow the target to modules that compute "
+                f"the plain {base.__name__} function."
+            )
     hf_conv1d = _hf_conv1d_type()
     if target.slices is not None and not (isinstance(module, nn.Linear) or type(module) is hf_conv1d):
         raise UnsupportedModuleError(f"{name} ({type(module).__name__}) cannot be adapted by output slice")
@@ -202,7 +210,8 @@ def _make_layer(name: str, target: _Target, settings: LoRASettings) -> LoRALayer
             dtype=module.weight.dtype,
         )
     if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-        cls = {nn.Conv1d: Conv1d, nn.Conv2d: Conv2d, nn.Conv3d: Conv3d}[type(module)]
+        kinds = ((nn.Conv1d, Conv1d), (nn.Conv2d, Conv2d), (nn.Conv3d, Conv3d))
+        cls = next(lora_cls for conv_cls, lora_cls in kinds if isinstance(module, conv_cls))
         return cls(
             module.in_channels,
             module.out_channels,
@@ -276,6 +285,60 @@ def inject_lora(
     built = {name: _make_layer(name, target, settings) for name, target in chosen.items()}
     for name, layer in built.items():
         _adopt(layer, chosen[name].module, lora_dtype)
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, layer)
+        _replace(model, name, layer)
     return sorted(built)
+
+
+def _replace(model: nn.Module, name: str, layer: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, layer)
+
+
+def inject_lora_layer(
+    model: nn.Module,
+    name: str,
+    r: int = 8,
+    lora_alpha: float = 8,
+    lora_dropout: float = 0.0,
+    *,
+    enable_lora: Sequence[bool] | None = None,
+    merge_weights: bool = True,
+    use_rslora: bool = False,
+    lora_dtype: torch.dtype | None = None,
+) -> LoRALayer:
+    """Replace exactly the module called ``name`` by a LoRA layer, to rebuild a recorded adapter layer.
+
+    Unlike :func:`inject_lora`, nothing is matched by pattern or paper name, so a saved layer is rebuilt
+    at its own name only, and fused slices are given explicitly.
+
+    Args:
+        model: the model, modified in place.
+        name: the qualified name of the module to adapt (as in ``model.named_modules()``).
+        r, lora_alpha, lora_dropout, merge_weights, use_rslora: as for :class:`lora.Linear`.
+        enable_lora: one flag per equal output slice to build a :class:`lora.MergedLinear`
+            (linear layers and GPT-2 ``Conv1D`` only); ``None`` adapts the whole module.
+        lora_dtype: dtype of the new A/B matrices (default: that of the pretrained weight).
+
+    Returns:
+        The new LoRA layer, already in place in ``model``.
+
+    Raises:
+        TargetNotFoundError: ``model`` has no module called ``name``.
+        UnsupportedModuleError: the module's type has no LoRA layer (or no slices, with ``enable_lora``).
+        LoRAConfigError: ``name`` is empty or already a LoRA layer, or a hyperparameter is out of range.
+    """
+    if not name:
+        raise LoRAConfigError("name is empty: the model itself cannot be replaced; name one of its modules")
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        raise _not_found(model, name) from None
+    if enable_lora is None:
+        target = _Target(module)
+    else:
+        flags = [bool(flag) for flag in enable_lora]
+        target = _Target(module, {i for i, flag in enumerate(flags) if flag}, len(flags))
+    layer = _make_layer(name, target, LoRASettings(r, lora_alpha, lora_dropout, merge_weights, use_rslora))
+    _adopt(layer, module, lora_dtype)
+    _replace(model, name, layer)
+    return layer

@@ -1,4 +1,4 @@
-"""Which parameters train, and which go into a LoRA checkpoint (loralib's two helpers, fixed for conv)."""
+"""Which parameters train, and which go into a LoRA checkpoint (loralib's two helpers, made to agree)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ import torch
 import torch.nn as nn
 
 from lora._checks import check_bias_mode
+from lora.errors import LoRAConfigError
 from lora.layers import ConvLoRA, LoRALayer
 
-__all__ = ["lora_state_dict", "mark_only_lora_as_trainable", "named_lora_layers"]
+__all__ = [
+    "dropout_probability",
+    "lora_state_dict",
+    "mark_only_lora_as_trainable",
+    "named_lora_layers",
+    "resolve_modules",
+]
 
 
 def named_lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALayer]]:
@@ -18,6 +25,35 @@ def named_lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALayer]]:
     for name, module in model.named_modules():
         if isinstance(module, LoRALayer):
             yield name, module
+
+
+def dropout_probability(layer: LoRALayer) -> float:
+    """The ``lora_dropout`` probability of ``layer`` (0.0 when its dropout is ``nn.Identity``)."""
+    return float(layer.lora_dropout.p) if isinstance(layer.lora_dropout, nn.Dropout) else 0.0
+
+
+def resolve_modules(model: nn.Module, names: Sequence[str]) -> list[str]:
+    """The qualified names of the modules that ``names`` designate, outermost only, sorted.
+
+    Each entry matches a module named exactly so or ending in ``.<entry>`` (``"classifier"``,
+    ``"layer.0.output"``), the same parameters ``trainable_modules`` selects, so one list can serve
+    to train a task head and to save it.
+
+    Raises:
+        LoRAConfigError: an entry is empty or matches no module (the message lists top-level modules).
+    """
+    module_names = [name for name, _ in model.named_modules() if name]
+    found: set[str] = set()
+    for entry in names:
+        hits = [name for name in module_names if entry and (name == entry or name.endswith(f".{entry}"))]
+        if not hits:
+            top = sorted({name.split(".", 1)[0] for name in module_names})
+            raise LoRAConfigError(
+                f"module {entry!r} matched no module of {type(model).__name__}; give a qualified module name "
+                f"or a dotted suffix of one (top-level modules: {', '.join(top)})"
+            )
+        found.update(hits)
+    return sorted(name for name in found if not any(name.startswith(f"{other}.") for other in found))
 
 
 def _bias_name(layer_name: str, layer: LoRALayer) -> str | None:
@@ -69,8 +105,9 @@ def lora_state_dict(model: nn.Module, bias: str = "none") -> dict[str, torch.Ten
     if bias == "all":
         keep |= {key for key in state if "bias" in key}
     elif bias == "lora_only":
+        # Every LoRA layer's bias, as mark_only_lora_as_trainable trains them (also where r=0).
         for name, layer in named_lora_layers(model):
             key = _bias_name(name, layer)
-            if layer.has_lora and key is not None:
+            if key is not None:
                 keep.add(key)
     return {key: value for key, value in state.items() if key in keep}

@@ -180,3 +180,57 @@ def test_empty_targets_are_refused(tiny_roberta) -> None:
 def test_injected_conv1d_type_is_gpt2_conv1d(tiny_gpt2) -> None:
     lora.inject_lora(tiny_gpt2, ["Wo"], r=2)
     assert tiny_gpt2.transformer.h[0].attn.c_proj.base_layer_type == f"{Conv1D.__module__}.Conv1D"
+
+
+def test_inject_lora_layer_rebuilds_one_module_with_explicit_slices(tiny_gpt2) -> None:
+    ids = _ids()
+    before = _logits(tiny_gpt2, ids)
+    weight = tiny_gpt2.transformer.h[0].attn.c_attn.weight
+    layer = lora.inject_lora_layer(
+        tiny_gpt2, "transformer.h.0.attn.c_attn", r=2, lora_alpha=4, enable_lora=[True, False, True]
+    )
+    assert tiny_gpt2.transformer.h[0].attn.c_attn is layer and layer.weight is weight
+    assert isinstance(layer, lora.MergedLinear) and layer.enable_lora == [True, False, True]
+    assert layer.fan_in_fan_out and layer.lora_A.shape == (4, 32) and not layer.training
+    assert type(tiny_gpt2.transformer.h[1].attn.c_attn) is Conv1D  # exactly one module, no pattern
+    torch.testing.assert_close(_logits(tiny_gpt2, ids), before)
+
+
+def test_inject_lora_layer_takes_only_exact_names(tiny_roberta) -> None:
+    with pytest.raises(lora.TargetNotFoundError, match=r"target 'attention\.self\.query' matched no module"):
+        lora.inject_lora_layer(tiny_roberta, "attention.self.query")
+    with pytest.raises(lora.LoRAConfigError, match="name is empty"):
+        lora.inject_lora_layer(tiny_roberta, "")
+    layer = lora.inject_lora_layer(tiny_roberta, "roberta.embeddings.word_embeddings", r=3)
+    assert isinstance(layer, lora.Embedding) and layer.lora_A.shape == (3, 120)
+
+
+def test_subclasses_with_their_own_forward_are_refused() -> None:
+    """Gemma's embedding scales its output in forward; a plain LoRA embedding would drop the scale."""
+    from transformers.models.gemma.modeling_gemma import GemmaTextScaledWordEmbedding
+
+    model = nn.Sequential(GemmaTextScaledWordEmbedding(10, 4, 0, embed_scale=2.0))
+    with pytest.raises(
+        lora.UnsupportedModuleError,
+        match=r"'0' is a transformers\.models\.gemma\.modeling_gemma\.GemmaTextScaledWordEmbedding, a "
+        r"subclass of torch\.nn\.Embedding with its own forward .* silently drop",
+    ):
+        lora.inject_lora(model, ["0"], r=2)
+    assert type(model[0]) is GemmaTextScaledWordEmbedding
+
+
+def test_subclasses_without_their_own_forward_are_adapted() -> None:
+    class TaggedConv(nn.Conv2d):
+        pass
+
+    class TaggedLinear(nn.Linear):
+        pass
+
+    torch.manual_seed(0)
+    model = nn.Sequential(TaggedConv(2, 2, 3, padding=1), nn.Flatten(), TaggedLinear(2 * 5 * 5, 3))
+    x = torch.randn(1, 2, 5, 5)
+    before = model(x)
+    lora.inject_lora(model, ["0", "2"], r=2)
+    assert isinstance(model[0], lora.Conv2d) and isinstance(model[2], lora.Linear)
+    assert model[0].base_layer_type.endswith("TaggedConv")
+    torch.testing.assert_close(model(x), before)

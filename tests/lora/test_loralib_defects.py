@@ -7,6 +7,7 @@ shown to fail on ``loralib``: the tests cannot pass vacuously.
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import re
 import types
@@ -131,8 +132,12 @@ def test_defect5_train_eval_toggles_keep_frozen_weight_bit_identical(dtype: torc
 BAD_VALUES = [
     (lambda lib: lib.Linear(4, 4, r=-1), r"r must be a non-negative integer \(0 disables LoRA\), got -1"),
     (lambda lib: lib.Linear(4, 4, r=2.5), r"r must be a non-negative integer .* got 2\.5"),
-    (lambda lib: lib.Linear(4, 4, r=2, lora_alpha=0), r"lora_alpha must be a number > 0, got 0"),
-    (lambda lib: lib.Linear(4, 4, r=2, lora_alpha=-8), r"lora_alpha must be a number > 0, got -8"),
+    (lambda lib: lib.Linear(4, 4, r=2, lora_alpha=0), r"lora_alpha must be a finite number > 0, got 0"),
+    (lambda lib: lib.Linear(4, 4, r=2, lora_alpha=-8), r"lora_alpha must be a finite number > 0, got -8"),
+    (
+        lambda lib: lib.Linear(4, 4, r=2, lora_alpha=math.inf),
+        r"lora_alpha must be a finite number > 0, got inf",
+    ),
     (lambda lib: lib.Linear(4, 4, r=2, lora_dropout=1.0), r"lora_dropout must be in \[0, 1\), got 1\.0"),
     (lambda lib: lib.Linear(4, 4, r=2, lora_dropout=-0.1), r"lora_dropout must be in \[0, 1\), got -0\.1"),
     (
