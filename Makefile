@@ -4,7 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format clean
+# Overrides for the paper-scale targets, e.g.  make glue ARGS="data.dir=../shared/data/glue model=minilm-l6-h384"
+ARGS ?=
+GLUE_TASKS ?= mnli,sst2,mrpc,cola,qnli,qqp,rte,stsb
+
+.PHONY: install test lint format clean glue glue-quick e2e e2e-quick report bench bench-quick
 
 install: $(STAMP)
 
@@ -26,6 +30,31 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format lora experiments tests benchmarks
 	$(PY) -m ruff check --fix lora experiments tests benchmarks
+
+# The paper's RoBERTa-base GLUE comparison (Table 2): every task x LoRA / full FT / BitFit, paper defaults.
+glue: $(STAMP)
+	$(PY) -m experiments.glue --multirun model=roberta-base task=$(GLUE_TASKS) method=lora,full_ft,bitfit $(ARGS)
+
+# The same pipeline offline on CPU in a few minutes: tiny RoBERTa, synthetic SST-2/STS-B, all three methods.
+glue-quick: $(STAMP)
+	$(PY) -m experiments.quick glue
+
+# The paper's GPT-2 medium E2E comparison (Table 3): LoRA and full fine-tuning, paper defaults.
+e2e: $(STAMP)
+	$(PY) -m experiments.e2e --multirun model=gpt2-medium method=lora,full_ft $(ARGS)
+
+# The E2E pipeline offline on CPU: tiny GPT-2, synthetic MR||text data, beam search, the five metrics.
+e2e-quick: $(STAMP)
+	$(PY) -m experiments.quick e2e
+
+report: $(STAMP)
+	$(PY) -m experiments.report $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.layers $(ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks.layers --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun

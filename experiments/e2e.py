@@ -67,10 +67,10 @@ def run_e2e(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     """Fine-tune one (model, method, seed) on E2E, decode the test MRs, score them; write ``result.json``."""
     from experiments.e2e_metrics import score_e2e
 
+    if cfg["task"].get("family") != "e2e":  # before resolving: GLUE tasks have no E2E recipe
+        raise ValueError(f"task={cfg['task']['name']} is not E2E; run GLUE tasks with python -m experiments.glue")
     plain = plain_config(cfg)
     task, method, model_cfg, train = plain["task"], plain["method"], plain["model"], plain["train"]
-    if task.get("family") != "e2e":
-        raise ValueError(f"task={task['name']} is not E2E; run GLUE tasks with python -m experiments.glue")
     settings = train_settings(train, plain["seed"], eval_every_epoch=True)
     ctx = setup_distributed(plain["device"])
     run_dir, finished = prepare_run_dir(plain, "e2e")

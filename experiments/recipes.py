@@ -86,7 +86,7 @@ def _lora(model_recipe: str, task: str, preset: str) -> GlueRecipe:
 
 # The tiny random-weight RoBERTa of the offline pipeline check (make glue-quick): a few epochs at rates
 # that move a random model, not a recipe from any paper.
-_QUICK_LR = {"lora": 3e-3, "full_ft": 1e-3, "bitfit": 3e-3}
+_QUICK_LR = {"lora": 1e-2, "full_ft": 1e-3, "bitfit": 1e-2}
 MODEL_RECIPES = ("roberta-base", "roberta-large", "quick")
 
 
@@ -105,7 +105,7 @@ def glue_recipe(model_recipe: str, method: str, task: str, preset: str) -> GlueR
     if model_recipe == "quick":
         if method not in _QUICK_LR:
             raise ValueError(f"unknown method {method!r}; choose lora, full_ft or bitfit")
-        return GlueRecipe(_QUICK_LR[method], 16, 4, 64, 16.0, source="offline pipeline check (tiny random model)")
+        return GlueRecipe(_QUICK_LR[method], 16, 10, 64, 16.0, source="offline pipeline check (tiny random model)")
     lora = _lora(model_recipe, task, preset)
     large = model_recipe == "roberta-large"
     if method == "lora":

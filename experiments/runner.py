@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
@@ -162,29 +161,12 @@ def save_trained(
     return str(target)
 
 
-def load_lora_init(model: nn.Module, adapter_dir: str | Path) -> list[str]:
+def load_lora_init(model: nn.Module, adapter_dir: str | Path) -> None:
     """Start from a trained adapter's LoRA matrices (not its head), as the paper's MNLI-initialised runs."""
-    from safetensors.torch import load_file
-
     path = Path(adapter_dir).expanduser()
-    file = path / "adapter.safetensors" if path.is_dir() else path
-    if not file.is_file():
+    if not (path / "adapter_config.json").is_file():
         raise FileNotFoundError(
-            f"method.init_adapter={adapter_dir}: no adapter.safetensors there; point it at the 'adapter' "
-            "folder of a finished LoRA run (e.g. .../mnli/<tag>/seed0/adapter)"
+            f"method.init_adapter={adapter_dir}: no adapter there; point it at the 'adapter' folder of a "
+            "finished LoRA run (e.g. results/glue/<model>/mnli/<tag>/seed0/adapter)"
         )
-    tensors = {k: v for k, v in load_file(str(file)).items() if k.rpartition(".")[2].startswith("lora_")}
-    params = dict(model.named_parameters())
-    missing = sorted(k for k in params if k.rpartition(".")[2].startswith("lora_") and k not in tensors)
-    unexpected = sorted(k for k in tensors if k not in params)
-    wrong = sorted(k for k, v in tensors.items() if k in params and params[k].shape != v.shape)
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"method.init_adapter={adapter_dir} does not fit this model's LoRA layers: missing {missing[:4]}, "
-            f"unexpected {unexpected[:4]}, shape mismatches {wrong[:4]}; use an adapter trained with the "
-            "same model, targets and r"
-        )
-    with torch.no_grad():
-        for key, value in tensors.items():
-            params[key].copy_(value)
-    return sorted(tensors)
+    lora.load_adapter(model, path, lora_only=True)

@@ -7,6 +7,7 @@ produce check the plumbing, not the paper.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -119,19 +120,13 @@ _TEMPLATES = (
 )
 
 
-def _e2e_lines(rng: random.Random, n_mrs: int, refs_per_mr: int) -> list[str]:
+def _e2e_lines(slots: Sequence[tuple[str, str, str, str]], rng: random.Random, refs_per_mr: int) -> list[str]:
     """``MR||text`` lines in the LoRA authors' format; the text follows from the MR by template."""
     lines = []
-    for _ in range(n_mrs):
-        slots = {
-            "name": rng.choice(_NAMES),
-            "type": rng.choice(_TYPES),
-            "food": rng.choice(_FOODS),
-            "area": rng.choice(_AREAS),
-        }
-        mr = f"name : {slots['name']} | Type : {slots['type']} | food : {slots['food']} | area : {slots['area']}"
+    for name, kind, food, area in slots:
+        mr = f"name : {name} | Type : {kind} | food : {food} | area : {area}"
         for template in rng.sample(_TEMPLATES, refs_per_mr):
-            lines.append(f"{mr}||{template.format(**slots)} ")
+            lines.append(f"{mr}||{template.format(name=name, type=kind, food=food, area=area)} ")
     return lines
 
 
@@ -140,8 +135,17 @@ def write_e2e_folder(root: str | Path, n_train: int = 60, n_valid: int = 10, n_t
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    for name, n, refs in (("train", n_train, 1), ("valid", n_valid, 1), ("test", n_test, 2)):
-        (root / f"{name}.txt").write_text("\n".join(_e2e_lines(rng, n, refs)) + "\n", encoding="utf-8")
+    combinations = list(itertools.product(_NAMES, _TYPES, _FOODS, _AREAS))
+    rng.shuffle(combinations)  # distinct MRs, and no test MR seen in training
+    if n_train + n_valid + n_test > len(combinations):
+        raise ValueError(f"at most {len(combinations)} distinct synthetic MRs")
+    splits = (
+        ("train", combinations[:n_train], 1),
+        ("valid", combinations[n_train : n_train + n_valid], 1),
+        ("test", combinations[n_train + n_valid : n_train + n_valid + n_test], 2),
+    )
+    for name, slots, refs in splits:
+        (root / f"{name}.txt").write_text("\n".join(_e2e_lines(slots, rng, refs)) + "\n", encoding="utf-8")
     return root
 
 

@@ -20,11 +20,7 @@ def check_rank(r: object) -> int:
 
 def check_alpha(lora_alpha: object) -> float:
     """Return ``lora_alpha`` if it is a positive, finite real number."""
-    if (
-        isinstance(lora_alpha, bool)
-        or not isinstance(lora_alpha, numbers.Real)
-        or not 0 < lora_alpha < math.inf
-    ):
+    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, numbers.Real) or not 0 < lora_alpha < math.inf:
         raise LoRAConfigError(f"lora_alpha must be a finite number > 0, got {lora_alpha!r}")
     return lora_alpha
 

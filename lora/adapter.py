@@ -178,8 +178,7 @@ def _read_config(directory: Path) -> dict[str, Any]:
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise AdapterMismatchError(
-            f"no adapter in {directory}: {CONFIG_FILE} is missing; write one with "
-            "lora.save_adapter(model, directory)"
+            f"no adapter in {directory}: {CONFIG_FILE} is missing; write one with lora.save_adapter(model, directory)"
         )
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -194,8 +193,7 @@ def _read_config(directory: Path) -> dict[str, Any]:
         )
     if document.get("format") != FORMAT_NAME:
         raise AdapterMismatchError(
-            f"{path} is not a lora-harness adapter config (format={document.get('format')!r}, "
-            f"expected {FORMAT_NAME!r})"
+            f"{path} is not a lora-harness adapter config (format={document.get('format')!r}, expected {FORMAT_NAME!r})"
         )
     version = document.get("format_version")
     if version != FORMAT_VERSION:
@@ -411,7 +409,7 @@ def _matched_targets(
     return {key: state[key] for key in tensors if key in state}
 
 
-def load_adapter(model: nn.Module, directory: str | Path, *, strict: bool = True) -> nn.Module:
+def load_adapter(model: nn.Module, directory: str | Path, *, strict: bool = True, lora_only: bool = False) -> nn.Module:
     """Load an adapter written by :func:`save_adapter` into ``model``, injecting its LoRA layers if needed.
 
     Modules the adapter adapts that are still plain in ``model`` become LoRA layers with the recorded
@@ -426,6 +424,8 @@ def load_adapter(model: nn.Module, directory: str | Path, *, strict: bool = True
             model's class and ``model_type`` to be the recorded ones. With ``strict=False`` tensors
             without a place in the model are skipped and uncovered LoRA layers keep their values;
             shapes and base weights must match in either case.
+        lora_only: load the LoRA matrices only, not the saved biases and modules (e.g. start an RTE run
+            from an MNLI adapter, whose 3-class head does not fit).
 
     Returns:
         ``model``.
@@ -439,6 +439,8 @@ def load_adapter(model: nn.Module, directory: str | Path, *, strict: bool = True
     directory = Path(directory)
     document = _read_config(directory)
     tensors = _read_tensors(directory, document)
+    if lora_only:
+        tensors = {key: value for key, value in tensors.items() if key.rpartition(".")[2].startswith("lora_")}
     if strict:
         _check_identity(model, document)
     layers = document["layers"]

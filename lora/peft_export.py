@@ -214,9 +214,7 @@ def export_peft(
     """
     check_bias_mode(bias)
     if task_type is not None and task_type not in PEFT_TASK_TYPES:
-        raise LoRAConfigError(
-            f"task_type must be None or one of {', '.join(PEFT_TASK_TYPES)}; got {task_type!r}"
-        )
+        raise LoRAConfigError(f"task_type must be None or one of {', '.join(PEFT_TASK_TYPES)}; got {task_type!r}")
     all_layers = list(named_lora_layers(model))
     layers = [_to_peft(name, layer) for name, layer in all_layers if layer.has_lora]
     if not layers:

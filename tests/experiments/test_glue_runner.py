@@ -191,3 +191,21 @@ def test_lora_library_counts_agree_with_manual_injection(assets) -> None:
     lora.inject_lora(model, ["Wq", "Wv"], r=8, lora_alpha=16)
     lora.mark_only_lora_as_trainable(model, trainable_modules=["classifier"])
     assert lora.count_parameters(model).trainable == 2 * 2 * 8 * 64
+
+
+def test_init_adapter_starts_from_another_tasks_lora_matrices(assets, tmp_path: Path) -> None:
+    source = _run(assets, tmp_path, "method=lora")  # an sst2 adapter with a 2-class head
+    adapter = Path(source["saved"])
+    # STS-B has a 1-output head, so only the LoRA matrices can carry over; a vanishing lr keeps them.
+    target = _run(assets, tmp_path, "task=stsb", "method=lora", f"method.init_adapter={adapter}", "train.lr=1e-12")
+    assert target["hyperparameters"]["init_from"] == str(adapter)
+    before = load_file(str(adapter / "adapter.safetensors"))
+    after = load_file(str(Path(target["saved"]) / "adapter.safetensors"))
+    lora_keys = [k for k in before if k.rpartition(".")[2].startswith("lora_")]
+    assert lora_keys and all(torch.allclose(before[k], after[k], atol=1e-6) for k in lora_keys)
+    assert before["classifier.out_proj.weight"].shape != after["classifier.out_proj.weight"].shape
+
+
+def test_init_adapter_that_does_not_exist(assets, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"method\.init_adapter=/no/such/adapter: no adapter there"):
+        _run(assets, tmp_path, "method=lora", "method.init_adapter=/no/such/adapter")

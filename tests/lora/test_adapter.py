@@ -268,9 +268,7 @@ def test_tied_and_non_contiguous_tensors_are_written_standalone(tmp_path: Path) 
     torch.testing.assert_close(_logits(fresh), _logits(adapted), rtol=0, atol=0)
 
 
-def test_a_failed_write_leaves_the_previous_adapter_and_no_temporary_file(
-    tmp_path: Path, monkeypatch
-) -> None:
+def test_a_failed_write_leaves_the_previous_adapter_and_no_temporary_file(tmp_path: Path, monkeypatch) -> None:
     adapted, _ = _roberta_adapted()
     lora.save_adapter(adapted, tmp_path, metadata={"step": 1})
     before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
@@ -291,9 +289,7 @@ def test_save_refuses_bad_arguments(tmp_path: Path) -> None:
         lora.save_adapter(adapted, tmp_path, metadata={"when": object()})
     with pytest.raises(lora.LoRAConfigError, match=r"metadata must be .*Out of range float values"):
         lora.save_adapter(adapted, tmp_path, metadata={"loss": float("nan")})
-    with pytest.raises(
-        lora.LoRAConfigError, match="bias must be one of 'none', 'all', 'lora_only'; got 'some'"
-    ):
+    with pytest.raises(lora.LoRAConfigError, match="bias must be one of 'none', 'all', 'lora_only'; got 'some'"):
         lora.save_adapter(adapted, tmp_path, bias="some")
     with pytest.raises(lora.LoRAConfigError, match=r"module 'head' matched no module"):
         lora.save_adapter(adapted, tmp_path, modules_to_save=["head"])
@@ -322,9 +318,7 @@ def _roberta(base_state=None, **overrides) -> nn.Module:
 def test_missing_and_corrupt_files_are_named(roberta_adapter, tmp_path: Path) -> None:
     directory, base_state = roberta_adapter
     model = _roberta(base_state)
-    with pytest.raises(
-        lora.AdapterMismatchError, match=r"no adapter in .*nowhere: adapter_config\.json is missing"
-    ):
+    with pytest.raises(lora.AdapterMismatchError, match=r"no adapter in .*nowhere: adapter_config\.json is missing"):
         lora.load_adapter(model, tmp_path / "nowhere")
 
     payload = (directory / TENSORS_FILE).read_bytes()
@@ -339,9 +333,7 @@ def test_missing_and_corrupt_files_are_named(roberta_adapter, tmp_path: Path) ->
 
     text = (directory / CONFIG_FILE).read_text()
     (directory / CONFIG_FILE).write_text(text[: len(text) // 2])
-    with pytest.raises(
-        lora.AdapterMismatchError, match=r"is corrupt: adapter_config\.json is not valid JSON"
-    ):
+    with pytest.raises(lora.AdapterMismatchError, match=r"is corrupt: adapter_config\.json is not valid JSON"):
         lora.load_adapter(model, directory)
     assert not list(lora.named_lora_layers(model))
 
@@ -350,14 +342,10 @@ def test_unknown_format_version_and_peft_directories_are_refused(roberta_adapter
     directory, base_state = roberta_adapter
     config = json.loads((directory / CONFIG_FILE).read_text())
     (directory / CONFIG_FILE).write_text(json.dumps({**config, "format_version": 99}))
-    with pytest.raises(
-        lora.AdapterMismatchError, match=r"format version 99 .* not supported: .* reads version 1"
-    ):
+    with pytest.raises(lora.AdapterMismatchError, match=r"format version 99 .* not supported: .* reads version 1"):
         lora.load_adapter(_roberta(base_state), directory)
     (directory / CONFIG_FILE).write_text(json.dumps({"peft_type": "LORA", "r": 8}))
-    with pytest.raises(
-        lora.AdapterMismatchError, match=r"holds a PEFT adapter .* peft\.PeftModel\.from_pretrained"
-    ):
+    with pytest.raises(lora.AdapterMismatchError, match=r"holds a PEFT adapter .* peft\.PeftModel\.from_pretrained"):
         lora.load_adapter(_roberta(base_state), directory)
 
 
@@ -421,12 +409,8 @@ def test_another_architecture_is_refused_unless_not_strict(roberta_adapter) -> N
 
     # The encoder's LoRA layers fit a masked-LM model of the same base; its head is skipped without strict.
     masked = RobertaForMaskedLM(tiny_roberta_config())
-    masked.roberta.load_state_dict(
-        {k.removeprefix("roberta."): v for k, v in base_state.items()}, strict=False
-    )
-    with pytest.raises(
-        lora.AdapterMismatchError, match=r"\(RobertaForMaskedLM\); load it into the model class"
-    ):
+    masked.roberta.load_state_dict({k.removeprefix("roberta."): v for k, v in base_state.items()}, strict=False)
+    with pytest.raises(lora.AdapterMismatchError, match=r"\(RobertaForMaskedLM\); load it into the model class"):
         lora.load_adapter(masked, directory)
     lora.load_adapter(masked, directory, strict=False)
     assert len(list(lora.named_lora_layers(masked))) == 5

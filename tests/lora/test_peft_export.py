@@ -90,9 +90,7 @@ def test_roberta_sequence_classification_with_head_matches_peft(tmp_path: Path) 
     assert config["modules_to_save"] == ["classifier"] and config["use_rslora"] is False
     assert config["rank_pattern"]["^roberta\\.encoder\\.layer\\.1\\.attention\\.self\\.key"] == 2
 
-    peft_model = _peft_load(
-        _base(RobertaForSequenceClassification, tiny_roberta_config(), base_state), tmp_path
-    )
+    peft_model = _peft_load(_base(RobertaForSequenceClassification, tiny_roberta_config(), base_state), tmp_path)
     _assert_same_keys_as_peft(peft_model, tmp_path)
     ours = dict(lora.named_lora_layers(model))
     theirs = _peft_layers(peft_model)
@@ -201,9 +199,7 @@ def test_peft_merge_and_unload_equals_ours(tmp_path: Path) -> None:
     lora.inject_lora(model, ["word_embeddings"], r=2, lora_alpha=4)
     _train_like(model, trained=lambda name: name.startswith("classifier."))
     lora.export_peft(model, tmp_path, modules_to_save=["classifier"], task_type="SEQ_CLS")
-    peft_model = _peft_load(
-        _base(RobertaForSequenceClassification, tiny_roberta_config(), base_state), tmp_path
-    )
+    peft_model = _peft_load(_base(RobertaForSequenceClassification, tiny_roberta_config(), base_state), tmp_path)
     theirs = peft_model.merge_and_unload().state_dict()
     ours = lora.merge_and_unload(model).state_dict()
     assert theirs.keys() == ours.keys()
@@ -280,9 +276,7 @@ class _CustomLoRA(lora.LoRALayer, nn.Module):
 
 
 def test_unknown_lora_layer_kinds_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(
-        lora.UnsupportedModuleError, match="0 is a _CustomLoRA, which has no PEFT LoRA counterpart"
-    ):
+    with pytest.raises(lora.UnsupportedModuleError, match="0 is a _CustomLoRA, which has no PEFT LoRA counterpart"):
         lora.export_peft(nn.Sequential(_CustomLoRA()), tmp_path)
 
 
@@ -302,9 +296,7 @@ def test_refusals_name_the_problem(tmp_path: Path) -> None:
         lora.export_peft(model, tmp_path)
     model.roberta.encoder.layer[0].attention.self.query.lora_dropout = nn.Identity()
     model.roberta.encoder.layer[1].attention.self.query.lora_dropout = nn.Identity()
-    with pytest.raises(
-        lora.LoRAConfigError, match=r"task_type must be None or one of SEQ_CLS, .*got 'seq_cls'"
-    ):
+    with pytest.raises(lora.LoRAConfigError, match=r"task_type must be None or one of SEQ_CLS, .*got 'seq_cls'"):
         lora.export_peft(model, tmp_path, task_type="seq_cls")
     lora.inject_lora(model, ["out_proj"], r=2)
     for kwargs in ({"modules_to_save": ["classifier"]}, {"task_type": "SEQ_CLS"}):
@@ -317,9 +309,7 @@ def test_refusals_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_modules_to_save_that_peft_would_widen_are_refused(tmp_path: Path) -> None:
-    model = nn.ModuleDict(
-        {"classifier": nn.Linear(4, 2), "my_classifier": nn.Linear(4, 2), "body": nn.Linear(4, 4)}
-    )
+    model = nn.ModuleDict({"classifier": nn.Linear(4, 2), "my_classifier": nn.Linear(4, 2), "body": nn.Linear(4, 4)})
     lora.inject_lora(model, ["body"], r=2)
     with pytest.raises(
         lora.LoRAConfigError, match=r"by name suffix, so 'classifier' would also save \['my_classifier'\]"

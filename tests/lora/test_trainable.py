@@ -13,19 +13,13 @@ def test_resolve_modules_selects_the_parameters_trainable_modules_trains(tiny_ro
     lora.mark_only_lora_as_trainable(tiny_roberta, trainable_modules=entries)
     trained = {name for name, p in tiny_roberta.named_parameters() if p.requires_grad}
     modules = lora.resolve_modules(tiny_roberta, entries)
-    under = {
-        name
-        for name, _ in tiny_roberta.named_parameters()
-        if name.startswith(tuple(f"{m}." for m in modules))
-    }
+    under = {name for name, _ in tiny_roberta.named_parameters() if name.startswith(tuple(f"{m}." for m in modules))}
     assert under == trained and trained
 
 
 def test_resolve_modules_keeps_outermost_and_refuses_unknown_names(tiny_roberta) -> None:
     assert lora.resolve_modules(tiny_roberta, ["classifier", "out_proj"]) == ["classifier"]
-    with pytest.raises(
-        lora.LoRAConfigError, match=r"module 'clasifier' matched no module .*classifier, roberta"
-    ):
+    with pytest.raises(lora.LoRAConfigError, match=r"module 'clasifier' matched no module .*classifier, roberta"):
         lora.resolve_modules(tiny_roberta, ["clasifier"])
 
 

@@ -1,0 +1,93 @@
+"""The E2E runner end to end on a tiny GPT-2 and synthetic MR||text data, and the E2E data readers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments.config import compose_config
+from experiments.e2e import run_e2e
+from experiments.e2e_data import load_e2e
+from experiments.e2e_metrics import read_hypotheses, read_references
+from experiments.glue_data import DataError
+from experiments.synthetic import e2e_vocabulary, write_e2e_folder, write_tiny_gpt2
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("e2e_assets")
+    data = write_e2e_folder(root / "data", n_train=24, n_valid=4, n_test=5)
+    return {"data": data, "model": write_tiny_gpt2(root / "model", e2e_vocabulary(data))}
+
+
+def _run(assets, results: Path, *extra: str) -> dict:
+    overrides = [
+        "experiment=e2e_quick",
+        f"model.name_or_path={assets['model']}",
+        f"data.dir={assets['data']}",
+        f"results_dir={results}",
+        "train.epochs=2",
+        "decode.num_beams=2",
+        *extra,
+    ]
+    return run_e2e(compose_config("e2e", overrides))
+
+
+@pytest.mark.parametrize("method", ["lora", "full_ft"])
+def test_run_writes_five_metrics_outputs_and_counts(assets, tmp_path: Path, method: str) -> None:
+    result = _run(assets, tmp_path, f"method={method}")
+    on_disk = json.loads((Path(result["run_dir"]) / "result.json").read_text())
+    assert set(on_disk["metrics"]["test"]) >= {"BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"}
+    assert [e["epoch"] for e in on_disk["metrics"]["per_epoch"]] == [1, 2]
+    assert "valid_loss" in on_disk["metrics"]["per_epoch"][-1]
+    hypotheses = read_hypotheses(on_disk["outputs"]["predictions"])
+    references = read_references(on_disk["outputs"]["references"])
+    assert len(hypotheses) == len(references) == on_disk["data"]["test_mrs"] == 5
+    assert all(len(refs) == 2 for refs in references)  # the synthetic test set has two references per MR
+    if method == "lora":  # q and v slices of c_attn: 2 layers x 2 slices x r=4 x (32 + 32)
+        assert on_disk["trainable_params"] == on_disk["lora_params"] == 1024
+        assert on_disk["hyperparameters"]["num_beams"] == 2 and on_disk["hyperparameters"]["length_penalty"] == 0.9
+
+
+def test_defaults_are_the_papers() -> None:
+    cfg = compose_config("e2e", ["model=gpt2-medium"])
+    assert (cfg.method.r, cfg.method.lora_alpha, cfg.method.lora_dropout) == (4, 32, 0.1)
+    assert list(cfg.method.targets) == ["Wq", "Wv"] and cfg.seed == 110
+    t = cfg.train
+    assert (t.lr, t.batch_size, t.epochs, t.warmup_steps, t.weight_decay, t.label_smoothing) == (
+        2e-4,
+        8,
+        5,
+        500,
+        0.01,
+        0.1,
+    )
+    assert (t.adam_beta2, t.adam_eps, t.max_grad_norm, t.max_seq_length) == (0.999, 1e-6, None, 512)
+    d = cfg.decode
+    assert (d.num_beams, d.length_penalty, d.no_repeat_ngram_size, d.max_new_tokens) == (10, 0.9, 4, 64)
+    assert compose_config("e2e", ["preset=repo"]).decode.length_penalty == 0.8
+
+
+def test_challenge_csv_format_is_read(tmp_path: Path) -> None:
+    for name in ("trainset.csv", "devset.csv", "testset_w_refs.csv"):
+        (tmp_path / name).write_text('mr,ref\n"name[Alpha], eatType[pub]","Alpha is a pub."\n', encoding="utf-8")
+    task = compose_config("e2e").task
+    data = load_e2e(task, {"dir": str(tmp_path), "format": "auto"})
+    assert data.source.startswith("csv:") and data.test[0].mr == "name[Alpha], eatType[pub]"
+
+
+def test_bad_data_is_reported(tmp_path: Path) -> None:
+    task = compose_config("e2e").task
+    with pytest.raises(DataError, match=r"holds neither the authors' files"):
+        load_e2e(task, {"dir": str(tmp_path), "format": "auto"})
+    for name in ("train.txt", "valid.txt", "test.txt"):
+        (tmp_path / name).write_text("name : Alpha||Alpha is a pub .\nno separator here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"train\.txt, line 2: no '\|\|' between the MR and the text"):
+        load_e2e(task, {"dir": str(tmp_path), "format": "auto"})
+
+
+def test_glue_task_is_refused_by_the_e2e_runner(assets, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"task=sst2 is not E2E"):
+        _run(assets, tmp_path, "task=sst2")
