@@ -65,7 +65,7 @@ def _valid_loss(items: list[dict], collate, batch_size: int, device: torch.devic
 
 def run_e2e(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     """Fine-tune one (model, method, seed) on E2E, decode the test MRs, score them; write ``result.json``."""
-    from experiments.e2e_metrics import score_e2e
+    from experiments.e2e_metrics import JavaNotFoundError, JavaToolNotFoundError, score_e2e
 
     if cfg["task"].get("family") != "e2e":  # before resolving: GLUE tasks have no E2E recipe
         raise ValueError(f"task={cfg['task']['name']} is not E2E; run GLUE tasks with python -m experiments.glue")
@@ -80,10 +80,12 @@ def run_e2e(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         return finished
 
     started = time.perf_counter()
-    tokenizer = load_tokenizer(model_cfg["name_or_path"])
+    tokenizer = load_tokenizer(model_cfg["name_or_path"], model_cfg.get("gguf_file"))
     data = load_e2e(task, plain["data"])
     torch.manual_seed(plain["seed"])
-    model = load_causal_lm(model_cfg["name_or_path"], model_cfg["dtype"], model_cfg.get("attn_implementation"))
+    model = load_causal_lm(
+        model_cfg["name_or_path"], model_cfg["dtype"], model_cfg.get("attn_implementation"), model_cfg.get("gguf_file")
+    )
     applied = apply_method(model, method, model_cfg["head_modules"])
     model.to(ctx.device)
 
@@ -140,7 +142,11 @@ def run_e2e(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     hyp_path, ref_path = run_dir / "predictions.txt", run_dir / "references.txt"
     write_hypotheses(hyp_path, hypotheses)
     write_references(ref_path, references)
-    scores = score_e2e(hypotheses, references)
+    try:
+        scores: dict[str, float] | None = score_e2e(hypotheses, references)
+    except (JavaNotFoundError, JavaToolNotFoundError) as error:  # e.g. a GPU machine without a JRE
+        scores = None
+        print(f"scoring pending ({error}); score later with python -m experiments.e2e_eval --run {run_dir}")
     recipe = e2e_recipe(model_cfg["recipe"], method["name"], plain["preset"]["name"])
     result: dict[str, Any] = {
         "status": "completed",
@@ -168,7 +174,7 @@ def run_e2e(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         },
         "recipe": recipe.as_dict(),
         "main_metric": task["main_metric"],
-        "main_metric_value": scores.get(task["main_metric"]),
+        "main_metric_value": scores.get(task["main_metric"]) if scores else None,
         "metrics": {
             "per_epoch": outcome.history,
             "test": scores,
@@ -181,6 +187,7 @@ def run_e2e(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         "lora_params": counts.lora,
         "total_params": counts.total,
         "adapted_modules": applied.adapted_modules,
+        "scoring_pending": scores is None,
         "data": {
             "source": data.source,
             "train_pairs": len(train_items),
@@ -208,7 +215,7 @@ def run_e2e(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     hydra_dir = hydra_output_dir()
     write_result(run_dir, result, (hydra_dir,) if hydra_dir else ())
     remove_checkpoint(run_dir)
-    line = " ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
+    line = " ".join(f"{k} {v:.4f}" for k, v in (scores or {}).items())
     print(
         f"e2e {method['name']} seed {plain['seed']}: {line}; trainable {counts.trainable:,}; "
         f"{result['wall_time_s']:.0f}s; {run_dir / 'result.json'}",

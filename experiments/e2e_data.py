@@ -106,4 +106,6 @@ def load_e2e(task: Mapping[str, Any], data: Mapping[str, Any]) -> E2EData:
         )
     if data.get("max_train_examples"):
         loaded.train = loaded.train[: data["max_train_examples"]]
+    if data.get("max_valid_examples"):
+        loaded.valid = loaded.valid[: data["max_valid_examples"]]
     return loaded

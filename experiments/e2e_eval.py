@@ -1,6 +1,10 @@
 """Score an E2E NLG system output with the official challenge metrics.
 
     python -m experiments.e2e_eval --hyp HYP.txt --ref REF.txt
+    python -m experiments.e2e_eval --run RUN_DIR [RUN_DIR ...]   # (re)score runs of experiments.e2e
+
+With ``--run``, each run directory's predictions.txt and references.txt are scored and its result.json
+is updated (runs decoded on a machine without Java record their scores as pending).
 
 HYP holds one output per line, one line per MR. REF holds the references of each MR on consecutive lines
 with one blank line between MRs (the official multi-reference layout; a file without blank lines is read as
@@ -14,6 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from experiments.e2e_metrics import (
     METRIC_NAMES,
@@ -57,15 +62,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )
-    parser.add_argument("--hyp", required=True, help="system outputs, one line per MR")
-    parser.add_argument("--ref", required=True, help="references, one blank line between MR groups")
+    parser.add_argument("--hyp", help="system outputs, one line per MR")
+    parser.add_argument("--ref", help="references, one blank line between MR groups")
+    parser.add_argument("--run", nargs="+", help="run directories of experiments.e2e to score in place")
     parser.add_argument("--java", default="java", help="the java executable (default: java on PATH)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if bool(args.run) == bool(args.hyp or args.ref) or (not args.run and not (args.hyp and args.ref)):
+        parser.error("give either --hyp and --ref, or --run RUN_DIR")
+    return args
+
+
+def rescore_run(run_dir: str | Path, scorer: E2EScorer) -> dict[str, float]:
+    """Score a run directory's predictions against its references and update its result.json."""
+    from experiments.atomic import write_json_atomic
+
+    run_dir = Path(run_dir)
+    result_path = run_dir / "result.json"
+    if not result_path.is_file():
+        raise E2EFormatError(f"{run_dir} has no result.json: pass the directory of a finished experiments.e2e run")
+    result = json.loads(result_path.read_text(encoding="utf-8"))
+    hypotheses = read_hypotheses(run_dir / "predictions.txt")
+    references = read_references(run_dir / "references.txt")
+    check_counts(hypotheses, references, str(run_dir / "predictions.txt"), str(run_dir / "references.txt"))
+    scores = scorer.score(hypotheses, references)
+    result["metrics"].update({"test": scores, "best": scores, "last": scores})
+    result["main_metric_value"] = scores[result.get("main_metric", "BLEU")]
+    result.pop("scoring_pending", None)
+    write_json_atomic(result_path, result)
+    return scores
 
 
 def main(argv: Sequence[str] | None = None, scorer: E2EScorer | None = None) -> int:
     """Run the CLI; returns the exit status. An open `scorer` may be passed to reuse its METEOR process."""
     args = parse_args(argv)
+    if args.run:
+        return _rescore_runs(args.run, args.java, scorer)
     try:
         hypotheses = read_hypotheses(args.hyp)
         references = read_references(args.ref)
@@ -83,6 +114,21 @@ def main(argv: Sequence[str] | None = None, scorer: E2EScorer | None = None) -> 
         return EXIT_MISSING_TOOL
     print(format_table(scores, len(references), sum(len(group) for group in references)))
     print(json.dumps({name: scores[name] for name in METRIC_NAMES}))
+    return 0
+
+
+def _rescore_runs(run_dirs: Sequence[str], java: str, scorer: E2EScorer | None) -> int:
+    try:
+        with scorer or E2EScorer(java=java) as active:
+            for run_dir in run_dirs:
+                scores = rescore_run(run_dir, active)
+                print(f"{run_dir}: " + " ".join(f"{name} {scores[name]:.4f}" for name in METRIC_NAMES))
+    except E2EFormatError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FORMAT_ERROR
+    except (JavaNotFoundError, JavaToolNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_MISSING_TOOL
     return 0
 
 

@@ -42,11 +42,15 @@ def _dtype(name: str) -> torch.dtype:
     return _DTYPES[name]
 
 
-def load_tokenizer(name_or_path: str) -> Any:
-    """The model's own tokenizer (fast when available)."""
+def _gguf(gguf_file: str | None) -> dict[str, Any]:
+    return {"gguf_file": gguf_file} if gguf_file else {}
+
+
+def load_tokenizer(name_or_path: str, gguf_file: str | None = None) -> Any:
+    """The model's own tokenizer (fast when available), also from a GGUF file in a local folder."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_source(name_or_path))
+    return AutoTokenizer.from_pretrained(resolve_source(name_or_path), **_gguf(gguf_file))
 
 
 def load_sequence_classifier(
@@ -62,11 +66,13 @@ def load_sequence_classifier(
     return AutoModelForSequenceClassification.from_pretrained(resolve_source(name_or_path), **kwargs)
 
 
-def load_causal_lm(name_or_path: str, dtype: str = "float32", attn_implementation: str | None = None) -> nn.Module:
-    """A causal language model (GPT-2, Llama family, ...)."""
+def load_causal_lm(
+    name_or_path: str, dtype: str = "float32", attn_implementation: str | None = None, gguf_file: str | None = None
+) -> nn.Module:
+    """A causal language model (GPT-2, Llama family, ...); a GGUF file is dequantised into ``dtype``."""
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": _dtype(dtype)}
+    kwargs: dict[str, Any] = {"dtype": _dtype(dtype), **_gguf(gguf_file)}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     return AutoModelForCausalLM.from_pretrained(resolve_source(name_or_path), **kwargs)

@@ -28,7 +28,15 @@ from tqdm.auto import tqdm
 from experiments.checkpointing import Checkpointer, TrainState
 from experiments.distributed import DistContext
 
-__all__ = ["FitOutcome", "TrainSettings", "epoch_batches", "fit", "micro_batches", "resolve_precision"]
+__all__ = [
+    "FitOutcome",
+    "TrainSettings",
+    "epoch_batches",
+    "fit",
+    "micro_batches",
+    "resolve_precision",
+    "store_frozen_matmul_weights",
+]
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class TrainSettings:
     max_steps: int | None = None
     checkpoint_every_steps: int = 500
     eval_every_epoch: bool = True
+    frozen_weights_in_compute_dtype: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -87,6 +96,35 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "fp32" and device.type != "cuda":
         raise ValueError(f"train.precision={precision} needs a GPU; on CPU use fp32 (or auto)")
     return precision
+
+
+def _matmul_modules() -> tuple[type[nn.Module], ...]:
+    kinds: list[type[nn.Module]] = [nn.Linear]
+    try:
+        from transformers.pytorch_utils import Conv1D
+
+        kinds.append(Conv1D)
+    except ImportError:  # pragma: no cover - transformers is part of the experiments extra
+        pass
+    return tuple(kinds)
+
+
+def store_frozen_matmul_weights(model: nn.Module, dtype: torch.dtype) -> int:
+    """Keep frozen linear weights in the autocast dtype; return how many were converted.
+
+    Autocast re-casts fp32 weights to bf16 on every forward and caches the cast only for weights that
+    require grad, so frozen weights (LoRA's W0, BitFit's weights) would be re-read and re-cast every
+    step. Storing them in bf16 once gives the bit-identical matmul inputs, half the memory, and no cast.
+    Only matmul weights are touched: norms and embeddings run in fp32 under autocast and keep fp32.
+    """
+    converted = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        frozen = isinstance(weight, torch.Tensor) and weight.is_floating_point() and not weight.requires_grad
+        if isinstance(module, _matmul_modules()) and frozen and weight.dtype != dtype:
+            weight.data = weight.data.to(dtype)
+            converted += 1
+    return converted
 
 
 def epoch_batches(n_items: int, global_batch: int, seed: int, epoch: int) -> list[list[int]]:
@@ -175,6 +213,8 @@ def fit(
         total_steps = min(total_steps, settings.max_steps)
     warmup = settings.warmup_steps if settings.warmup_steps is not None else int(settings.warmup_ratio * total_steps)
 
+    if precision in ("bf16", "fp16") and settings.frozen_weights_in_compute_dtype:
+        store_frozen_matmul_weights(model, amp_dtype)  # type: ignore[arg-type]
     optimizer = _optimizer(model, settings, device)
     scheduler = _linear_schedule(optimizer, warmup, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")

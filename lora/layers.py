@@ -129,6 +129,13 @@ class LoRALayer:
         return f"r={self.r}, lora_alpha={self.lora_alpha}, scaling={self.scaling:g}{kind}"
 
 
+def _lora_input(x: torch.Tensor, lora_a: torch.Tensor) -> torch.Tensor:
+    """``x`` in A's dtype, except under autocast, where the matmul casts it (a cast here would be wasted)."""
+    if x.dtype == lora_a.dtype or torch.is_autocast_enabled(x.device.type):
+        return x
+    return x.to(lora_a.dtype)
+
+
 def _add_lora(result: torch.Tensor, after_a: torch.Tensor, lora_b: torch.Tensor, scaling: float) -> torch.Tensor:
     """``result + scaling * after_a @ lora_b.T`` as one GEMM whose epilogue adds ``result`` (addmm).
 
@@ -242,7 +249,7 @@ class Linear(LoRALayer, nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = F.linear(x, self._oriented(self._weight_for_forward()), self.bias)
         if self.has_lora and not self.merged:
-            after_a = F.linear(self.lora_dropout(x).to(self.lora_A.dtype), self.lora_A)
+            after_a = F.linear(_lora_input(self.lora_dropout(x), self.lora_A), self.lora_A)
             result = _add_lora(result, after_a, self.lora_B, self.scaling)
         return result
 
@@ -298,10 +305,11 @@ class MergedLinear(LoRALayer, nn.Linear):
         n, size = self.n_enabled, self.slice_size
         self.lora_A = nn.Parameter(torch.zeros((self.r * n, self.in_features), device=device, dtype=dtype))
         self.lora_B = nn.Parameter(torch.zeros((size * n, self.r), device=device, dtype=dtype))
+        # placement[g, k] = 1 where output slice g is the k-th enabled one.
         enabled = [i for i, flag in enumerate(self.enable_lora) if flag]
-        self.register_buffer(
-            "_enabled_slices", torch.tensor(enabled, dtype=torch.long, device=device), persistent=False
-        )
+        placement = torch.zeros((self.n_slices, n), device=device)
+        placement[enabled, torch.arange(n)] = 1.0
+        self.register_buffer("_slice_placement", placement, persistent=False)
 
     def reset_parameters(self) -> None:
         nn.Linear.reset_parameters(self)
@@ -319,16 +327,13 @@ class MergedLinear(LoRALayer, nn.Linear):
         """B laid out for all outputs: (out_features, r * n_enabled), block-diagonal over enabled slices.
 
         Slice ``g`` (the k-th enabled one) reads columns ``k*r:(k+1)*r``; disabled slices are zero rows.
-        With it the update is one rank-``r * n_enabled`` product, ``dW = block_b() @ lora_A``.
+        With it the update is one rank-``r * n_enabled`` product, ``dW = block_b() @ lora_A``, built by a
+        single broadcast multiply with the constant slice-placement matrix.
         """
         n, size, r = self.n_enabled, self.slice_size, self.r
-        blocks = self.lora_B.view(n, size, 1, r) * torch.eye(
-            n, dtype=self.lora_B.dtype, device=self.lora_B.device
-        ).view(n, 1, n, 1)
-        if n != self.n_slices:
-            zeros = blocks.new_zeros((self.n_slices, size, n, r))
-            blocks = zeros.index_copy(0, self._enabled_slices, blocks)
-        return blocks.reshape(self.out_features, n * r)
+        placement = self._slice_placement.to(self.lora_B.dtype).view(self.n_slices, 1, n, 1)
+        per_slice = self.lora_B.view(n, size, r).transpose(0, 1).unsqueeze(0)  # (1, size, n, r)
+        return (placement * per_slice).reshape(self.out_features, n * r)
 
     def delta_weight(self) -> torch.Tensor:
         return self._oriented(self.block_b() @ self.lora_A) * self.scaling
@@ -336,7 +341,7 @@ class MergedLinear(LoRALayer, nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = F.linear(x, self._oriented(self._weight_for_forward()), self.bias)
         if self.has_lora and not self.merged:
-            after_a = F.linear(self.lora_dropout(x).to(self.lora_A.dtype), self.lora_A)
+            after_a = F.linear(_lora_input(self.lora_dropout(x), self.lora_A), self.lora_A)
             result = _add_lora(result, after_a, self.block_b(), self.scaling)
         return result
 

@@ -91,3 +91,27 @@ def test_bad_data_is_reported(tmp_path: Path) -> None:
 def test_glue_task_is_refused_by_the_e2e_runner(assets, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"task=sst2 is not E2E"):
         _run(assets, tmp_path, "task=sst2")
+
+
+def test_without_java_scores_are_pending_until_rescored(assets, tmp_path: Path, monkeypatch) -> None:
+    import experiments.e2e_metrics as metrics
+    from experiments import e2e_eval
+
+    def no_java(*args, **kwargs):
+        raise metrics.JavaNotFoundError("java not found (test)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(metrics, "score_e2e", no_java)
+        result = _run(assets, tmp_path, "method=lora")
+    assert result["scoring_pending"] and result["metrics"]["test"] is None and result["main_metric_value"] is None
+    assert e2e_eval.main(["--run", result["run_dir"]]) == 0
+    rescored = json.loads((Path(result["run_dir"]) / "result.json").read_text())
+    assert "scoring_pending" not in rescored and set(rescored["metrics"]["test"]) >= {"BLEU", "CIDEr"}
+    assert rescored["main_metric_value"] == rescored["metrics"]["test"]["BLEU"]
+
+
+def test_rescoring_a_directory_without_result_fails_clearly(tmp_path: Path, capsys) -> None:
+    from experiments import e2e_eval
+
+    assert e2e_eval.main(["--run", str(tmp_path)]) == e2e_eval.EXIT_FORMAT_ERROR
+    assert "has no result.json" in capsys.readouterr().err

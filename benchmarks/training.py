@@ -1,0 +1,445 @@
+"""Training-step and inference benchmark: our LoRA against PEFT (eager and compiled), loralib, full FT, BitFit.
+
+    python -m benchmarks.training              # GPU: RoBERTa-base b32x128 and GPT-2 medium b8x512, bf16
+    python -m benchmarks.training --quick      # CPU: tiny models, for a local check
+
+Models are built from their configs with random weights (speed and memory do not depend on the values).
+Every variant runs in this one process on the same workload: one step is forward, backward, a fused AdamW
+step and ``zero_grad``, under bf16 autocast with fp32 parameters. Reported per variant: median step time
+over >= 30 steps after warm-up, peak memory, tokens/s, executed TFLOP/s (FLOPs counted by
+``torch.utils.flop_counter`` on one eager step) and its fraction of the GPU's bf16 dense peak; then
+ratios to every peer. Inference: forward latency at batch 1 x 128 of the base model, our merged and
+unmerged LoRA, and PEFT's unmerged LoRA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import lora
+from benchmarks.common import device_name, markdown_table, write_jsonl
+from experiments.training import store_frozen_matmul_weights
+
+VOCAB_QUICK = 1000
+# bf16 dense peak of the cards this runs on (vendor datasheets, SXM parts).
+BF16_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A model family, its batch shape and how LoRA adapts it (the paper's settings)."""
+
+    name: str
+    batch: int
+    seq: int
+    targets: tuple[str, ...]
+    r: int
+    alpha: float
+    peft_targets: tuple[str, ...]
+    head: tuple[str, ...]
+
+
+WORKLOADS = {
+    "roberta-base": Workload("roberta-base", 32, 128, ("Wq", "Wv"), 8, 16, ("query", "value"), ("classifier",)),
+    "gpt2-medium": Workload("gpt2-medium", 8, 512, ("Wq", "Wv"), 4, 32, ("c_attn",), ()),
+}
+
+
+def build_model(workload: Workload, quick: bool) -> nn.Module:
+    """The workload's model from its config (tiny when ``quick``), SDPA attention, random weights."""
+    from transformers import GPT2Config, GPT2LMHeadModel, RobertaConfig, RobertaForSequenceClassification
+
+    torch.manual_seed(0)
+    if workload.name == "roberta-base":
+        size = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
+        config = RobertaConfig(
+            vocab_size=VOCAB_QUICK if quick else 50265,
+            max_position_embeddings=514,
+            type_vocab_size=1,
+            num_labels=2,
+            **(size if quick else {}),
+        )
+        config._attn_implementation = "sdpa"
+        return RobertaForSequenceClassification(config)
+    size = (
+        {"n_embd": 64, "n_layer": 2, "n_head": 2, "vocab_size": VOCAB_QUICK}
+        if quick
+        else {"n_embd": 1024, "n_layer": 24, "n_head": 16}
+    )
+    config = GPT2Config(**size)
+    config._attn_implementation = "sdpa"
+    return GPT2LMHeadModel(config)
+
+
+def make_batch(workload: Workload, device: torch.device, quick: bool) -> dict[str, torch.Tensor]:
+    batch, seq = (4, 32) if quick else (workload.batch, workload.seq)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, VOCAB_QUICK if quick else 50000, (batch, seq), generator=gen)
+    data = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if workload.name == "roberta-base":
+        data["labels"] = torch.randint(0, 2, (batch,), generator=gen)
+    else:
+        data["labels"] = ids.clone()
+    return {k: v.to(device) for k, v in data.items()}
+
+
+def loss_of(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy computed here (not by the model), the same for every variant."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    if logits.dim() == 2:
+        return F.cross_entropy(logits.float(), batch["labels"])
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten())
+
+
+# -- the variants ------------------------------------------------------------------------------------
+
+
+def _freeze_all_but(model: nn.Module, keep: Callable[[str], bool]) -> nn.Module:
+    for name, param in model.named_parameters():
+        param.requires_grad = keep(name)
+    return model
+
+
+def _is_head(workload: Workload, name: str) -> bool:
+    return any(name.startswith(f"{h}.") for h in workload.head)
+
+
+def variant_full_ft(model: nn.Module, workload: Workload) -> nn.Module:
+    return model
+
+
+def variant_bitfit(model: nn.Module, workload: Workload) -> nn.Module:
+    return _freeze_all_but(model, lambda n: n.endswith("bias") or _is_head(workload, n))
+
+
+def variant_ours(model: nn.Module, workload: Workload) -> nn.Module:
+    """Our library as the harness trains with it: frozen linear weights stored in bf16 on a GPU."""
+    lora.inject_lora(model, list(workload.targets), r=workload.r, lora_alpha=workload.alpha)
+    lora.mark_only_lora_as_trainable(model, trainable_modules=list(workload.head))
+    if next(model.parameters()).is_cuda:
+        store_frozen_matmul_weights(model, torch.bfloat16)
+    return model
+
+
+def variant_peft(model: nn.Module, workload: Workload) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=workload.r,
+        lora_alpha=workload.alpha,
+        lora_dropout=0.0,
+        target_modules=list(workload.peft_targets),
+        fan_in_fan_out=workload.name == "gpt2-medium",
+        modules_to_save=list(workload.head) or None,
+    )
+    return get_peft_model(model, config)
+
+
+def variant_loralib(model: nn.Module, workload: Workload) -> nn.Module:
+    """loralib's layers swapped in (MergedLinear q/v slices for GPT-2), weights copied."""
+    import loralib
+
+    for name, module in list(model.named_modules()):
+        leaf = name.rpartition(".")[2]
+        if workload.name == "roberta-base" and leaf in ("query", "value"):
+            new = loralib.Linear(module.in_features, module.out_features, r=workload.r, lora_alpha=workload.alpha)
+        elif workload.name == "gpt2-medium" and leaf == "c_attn":
+            d_in, d_out = module.weight.shape
+            new = loralib.MergedLinear(
+                d_in,
+                d_out,
+                r=workload.r,
+                lora_alpha=workload.alpha,
+                enable_lora=[True, False, True],
+                fan_in_fan_out=True,
+            )
+        else:
+            continue
+        new.load_state_dict(module.state_dict(), strict=False)
+        parent = model.get_submodule(name.rpartition(".")[0])
+        setattr(parent, leaf, new.to(module.weight.device))
+    loralib.mark_only_lora_as_trainable(model)
+    for name, param in model.named_parameters():
+        if _is_head(workload, name):
+            param.requires_grad = True
+    return model
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    build: Callable[[nn.Module, Workload], nn.Module]
+    compile_mode: str | None = None  # None: eager
+
+
+# Most informative first: a variant that runs past the time budget is reported as skipped.
+VARIANTS = (
+    Variant("ours_eager", variant_ours),
+    Variant("peft_eager", variant_peft),
+    Variant("ours_compiled_cudagraphs", variant_ours, "reduce-overhead"),
+    Variant("peft_compiled", variant_peft, "default"),
+    Variant("full_ft", variant_full_ft),
+    Variant("bitfit", variant_bitfit),
+    Variant("loralib", variant_loralib),
+    Variant("ours_compiled", variant_ours, "default"),
+)
+
+
+# -- measuring ---------------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_step_flops(model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> int:
+    """FLOPs one training step executes (matmuls and attention; frozen weights get no weight-gradient GEMM)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        loss_of(model, batch).backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def measure_training(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    compile_mode: str | None,
+) -> dict[str, Any]:
+    """Median step time (ms) and peak memory of forward + backward + fused AdamW + zero_grad."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=device.type == "cuda")
+    forward = torch.compile(model, mode=compile_mode) if compile_mode else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def step() -> None:
+        with autocast:
+            loss = loss_of(forward, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    started = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    warmup_s = time.perf_counter() - started
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            times.append((start, end))
+        else:
+            began = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - began)
+    _sync(device)
+    ms = [s.elapsed_time(e) for s, e in times] if device.type == "cuda" else [t * 1e3 for t in times]
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return {
+        "ms": statistics.median(ms),
+        "ms_p10": sorted(ms)[len(ms) // 10],
+        "peak_mem_gib": peak / 2**30 if peak else None,
+        "warmup_s": warmup_s,
+        "steps": steps,
+    }
+
+
+def measure_latency(model: nn.Module, ids: torch.Tensor, device: torch.device, iters: int) -> float:
+    """Median wall time (ms) of one forward pass, synchronised, as a serving call would see it."""
+    times = []
+    with torch.no_grad():
+        for i in range(iters + 5):
+            _sync(device)
+            began = time.perf_counter()
+            model(input_ids=ids)
+            _sync(device)
+            if i >= 5:
+                times.append((time.perf_counter() - began) * 1e3)
+    return statistics.median(times)
+
+
+def _peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in BF16_PEAK_TFLOPS.items() if key in name), None)
+
+
+def run_training(
+    workload: Workload, device: torch.device, quick: bool, deadline: float, steps: int, only: set[str] | None
+) -> list[dict[str, Any]]:
+    rows = []
+    batch = make_batch(workload, device, quick)
+    tokens = batch["input_ids"].numel()
+    peak = _peak_tflops(device)
+    for variant in VARIANTS:
+        if only and variant.name not in only:
+            continue
+        if device.type == "cpu" and variant.compile_mode == "reduce-overhead":
+            continue  # CUDA graphs need a GPU
+        row: dict[str, Any] = {
+            "benchmark": "train_step",
+            "model": workload.name,
+            "variant": variant.name,
+            "batch": f"{batch['input_ids'].shape[0]}x{batch['input_ids'].shape[1]}",
+            "device": device_name(device),
+        }
+        if time.time() > deadline:
+            rows.append({**row, "skipped": "time budget spent"})
+            continue
+        try:
+            model = variant.build(build_model(workload, quick).to(device), workload).train()
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            flops = count_step_flops(model, batch, device)
+            result = measure_training(
+                model, batch, device, steps, 3 if variant.compile_mode else 5, variant.compile_mode
+            )
+            tflops = flops / (result["ms"] / 1e3) / 1e12
+            row.update(
+                result,
+                trainable=trainable,
+                tokens_per_s=tokens / (result["ms"] / 1e3),
+                tflops=tflops,
+                step_tflop=flops / 1e12,
+                mfu=tflops / peak if peak else None,
+            )
+        except Exception as error:
+            row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
+        print(row, flush=True)
+        rows.append(row)
+        model = None
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        torch._dynamo.reset()
+    return rows
+
+
+def run_inference(device: torch.device, quick: bool, iters: int) -> list[dict[str, Any]]:
+    """GPT-2 medium forward at batch 1 x 128 in bf16: base, ours merged/unmerged, PEFT unmerged."""
+    workload = WORKLOADS["gpt2-medium"]
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    base = build_model(workload, quick).to(device, dtype).eval()
+    high = VOCAB_QUICK if quick else 50000
+    ids = torch.randint(3, high, (1, 32 if quick else 128), generator=torch.Generator().manual_seed(0)).to(device)
+    ours = variant_ours(copy.deepcopy(base), workload).eval()  # eval merges
+    for _, layer in lora.named_lora_layers(ours):
+        nn.init.normal_(layer.lora_B, std=0.01)
+        layer.merge()
+    peft_model = variant_peft(copy.deepcopy(base), workload).eval()
+    timings = {"base": measure_latency(base, ids, device, iters)}
+    timings["ours_merged"] = measure_latency(ours, ids, device, iters)
+    lora.unmerge(ours)
+    timings["ours_unmerged"] = measure_latency(ours, ids, device, iters)
+    timings["peft_unmerged"] = measure_latency(peft_model, ids, device, iters)
+    return [
+        {
+            "benchmark": "inference_latency",
+            "model": workload.name,
+            "variant": name,
+            "batch": f"1x{ids.shape[1]}",
+            "device": device_name(device),
+            "ms": ms,
+            "vs_base": ms / timings["base"],
+        }
+        for name, ms in timings.items()
+    ]
+
+
+def with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add step-time ratios of each training row against the peers of the same model (peer / variant)."""
+    by_model: dict[str, dict[str, float]] = {}
+    for row in rows:
+        if row.get("benchmark") == "train_step" and "ms" in row:
+            by_model.setdefault(row["model"], {})[row["variant"]] = row["ms"]
+    for row in rows:
+        peers = by_model.get(row.get("model"), {})
+        if row.get("benchmark") == "train_step" and "ms" in row:
+            for peer in ("peft_eager", "peft_compiled", "full_ft", "loralib"):
+                if peer in peers:
+                    row[f"speedup_vs_{peer}"] = peers[peer] / row["ms"]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny models on CPU")
+    parser.add_argument("--models", default="roberta-base,gpt2-medium")
+    parser.add_argument("--variants", default="", help="comma list to run only some variants")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 30; quick 5)")
+    parser.add_argument("--budget-s", type=float, default=540.0, help="skip remaining variants after this long")
+    parser.add_argument("--out", type=Path, default=Path("results/bench"))
+    args = parser.parse_args(argv)
+    device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    steps = args.steps or (5 if args.quick else 30)
+    only = set(filter(None, args.variants.split(","))) or None
+    rows: list[dict[str, Any]] = []
+    names = args.models.split(",")
+    started = time.time()
+    for index, name in enumerate(names):  # each model gets an equal share of what is left of the budget
+        deadline = time.time() + (args.budget_s - (time.time() - started)) / (len(names) - index)
+        rows += run_training(WORKLOADS[name], device, args.quick, deadline, steps, only)
+    rows += run_inference(device, args.quick, 20 if args.quick else 50)
+    rows = with_ratios(rows)
+    suffix = "gpu" if device.type == "cuda" else "cpu"
+    write_jsonl(args.out / f"training_{suffix}.jsonl", rows)
+    train_cols = [
+        "model",
+        "variant",
+        "batch",
+        "ms",
+        "peak_mem_gib",
+        "tokens_per_s",
+        "tflops",
+        "mfu",
+        "speedup_vs_peft_eager",
+        "speedup_vs_peft_compiled",
+        "speedup_vs_full_ft",
+        "trainable",
+    ]
+    train_rows = [r for r in rows if r["benchmark"] == "train_step"]
+    infer_rows = [r for r in rows if r["benchmark"] == "inference_latency"]
+    text = (
+        f"# Training-step and inference benchmark ({rows[0]['device']})\n\nCommand: `python -m benchmarks.training"
+        f"{' --quick' if args.quick else ''}`. Ratios are peer time / variant time within this one run.\n\n"
+        f"## Training step\n\n{markdown_table(train_rows, train_cols)}\n\n"
+        f"## Inference latency\n\n{markdown_table(infer_rows, ['model', 'variant', 'batch', 'ms', 'vs_base'])}\n"
+    )
+    errors = [r for r in rows if "error" in r or "skipped" in r]
+    if errors:
+        text += (
+            "\n## Not measured\n\n"
+            + "\n".join(f"- {r['model']} {r['variant']}: {r.get('error') or r.get('skipped')}" for r in errors)
+            + "\n"
+        )
+    (args.out / f"training_{suffix}.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
