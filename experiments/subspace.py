@@ -76,9 +76,13 @@ def random_subspace_similarity(d: int, k1: int, k2: int) -> torch.Tensor:
     return torch.maximum(i, j) / d
 
 
-def random_orthonormal(d: int, k: int, generator: torch.Generator) -> torch.Tensor:
-    """A (d, k) basis of a uniformly random k-dimensional subspace (QR of a Gaussian matrix)."""
-    q, _ = torch.linalg.qr(torch.randn(d, k, generator=generator, dtype=torch.float64))
+def random_orthonormal(d: int, k: int, generator: torch.Generator, draws: int | None = None) -> torch.Tensor:
+    """A (d, k) basis of a uniformly random k-dimensional subspace, or ``draws`` of them as (draws, d, k).
+
+    The column space of a Gaussian matrix is uniformly distributed, and QR gives an orthonormal basis of it.
+    """
+    shape = (d, k) if draws is None else (draws, d, k)
+    q, _ = torch.linalg.qr(torch.randn(shape, generator=generator, dtype=torch.float64))
     return q
 
 
@@ -138,12 +142,9 @@ def amplification(
         raise ValueError("dW = B A is zero (an untrained adapter has B = 0), so it has no singular directions")
     w = w.double()
     singular_w = torch.linalg.svdvals(w)
-    random = torch.tensor(
-        [
-            projection_norm(w, random_orthonormal(d_out, k, generator), random_orthonormal(d_in, k, generator))
-            for _ in range(draws)
-        ]
-    )
+    u_random = random_orthonormal(d_out, k, generator, draws)
+    v_random = random_orthonormal(d_in, k, generator, draws)
+    random = torch.linalg.matrix_norm(u_random.transpose(1, 2) @ w @ v_random)
     return Amplification(
         rank=k,
         norm_w=float(torch.linalg.matrix_norm(w)),

@@ -90,9 +90,10 @@ def test_a_shared_top_direction_gives_phi_11_one_and_chance_level_elsewhere() ->
 def test_random_subspace_baseline_matches_monte_carlo() -> None:
     d, k1, k2, draws = 16, 4, 6, 600
     gen = _gen(10)
-    total = torch.zeros(k1, k2, dtype=torch.float64)
-    for _ in range(draws):
-        total += subspace_similarity(random_orthonormal(d, k1, gen), random_orthonormal(d, k2, gen))
+    firsts, seconds = random_orthonormal(d, k1, gen, draws), random_orthonormal(d, k2, gen, draws)
+    assert firsts.shape == (draws, d, k1)
+    torch.testing.assert_close(firsts[5].T @ firsts[5], torch.eye(k1, dtype=torch.float64))
+    total = sum(subspace_similarity(u, v) for u, v in zip(firsts, seconds, strict=True))
     expected = torch.tensor([[max(i, j) / d for j in range(1, k2 + 1)] for i in range(1, k1 + 1)])
     torch.testing.assert_close(random_subspace_similarity(d, k1, k2), expected.double())
     torch.testing.assert_close(total / draws, expected.double(), atol=0.02, rtol=0.1)
