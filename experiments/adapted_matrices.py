@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,14 +65,17 @@ class AdaptedMatrix:
 
     @property
     def r(self) -> int:
+        """The LoRA rank of this matrix."""
         return self.a.shape[0]
 
     @property
     def d_in(self) -> int:
+        """Input features of the adapted weight."""
         return self.a.shape[1]
 
     @property
     def d_out(self) -> int:
+        """Output features of the adapted weight (of its slice, for a fused projection)."""
         return self.b.shape[0]
 
     def delta(self) -> torch.Tensor:
@@ -294,7 +297,7 @@ def pair_matrices(
     return pairs
 
 
-def _names(matrices: Sequence[AdaptedMatrix] | Any) -> str:
+def _names(matrices: Iterable[AdaptedMatrix]) -> str:
     labels = [m.label for m in matrices]
     return ", ".join(labels[:4]) + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")
 
