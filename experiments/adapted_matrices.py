@@ -123,8 +123,12 @@ def _resolve(path: Path, seed: int | None) -> Path:
     if not path.exists():
         raise AnalysisInputError(f"{path} does not exist; pass a LoRA run directory or an adapter directory")
     found = find_adapter_dirs(path)
-    if seed is not None and len(found) > 1:
-        found = [p for p in found if f"seed{seed}" in p.parts]
+    if seed is not None and found:
+        chosen = [p for p in found if f"seed{seed}" in p.parts]
+        if not chosen:
+            listing = "\n  ".join(str(p) for p in found[:10])
+            raise AnalysisInputError(f"{path} holds no seed{seed} run; its adapters are:\n  {listing}")
+        found = chosen
     if len(found) == 1:
         return found[0]
     if not found:

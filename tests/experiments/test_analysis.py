@@ -197,6 +197,8 @@ def test_inputs_that_are_not_one_lora_adapter_are_refused(tmp_path: Path, robert
     with pytest.raises(AnalysisInputError, match=r"tag holds 2 adapters; pass one of them or choose one with --seed"):
         read_source(tmp_path / "tag")
     assert read_source(tmp_path / "tag", seed=1).path == tmp_path / "tag" / "seed1" / "adapter"
+    with pytest.raises(AnalysisInputError, match=r"seed0 holds no seed1 run; its adapters are:\n  .*seed0/adapter"):
+        read_source(tmp_path / "tag" / "seed0", seed=1)
 
     with pytest.raises(SystemExit, match=r"error: .*empty is not a LoRA adapter"):
         main(["subspace", str(tmp_path / "empty"), str(tmp_path / "tag"), "--seed", "0"])
