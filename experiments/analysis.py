@@ -374,7 +374,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--matrices", nargs="+", help="paper names (Wq Wv ...) or module names; default all")
-    common.add_argument("--seed", type=int, help="pick the seed<K> run where a path holds several")
+    common.add_argument("--seed", type=int, help="use the seed<K> run of each path (needed where a path holds several)")
     common.add_argument("--out", help="output directory (default ROOT/NAME)")
     common.add_argument("--root", default=str(DEFAULT_ROOT), help="where named analyses go (%(default)s)")
     common.add_argument("--name", help="output folder name under ROOT (default: model-task-analysis-labels)")
