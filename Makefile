@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 GLUE_TASKS ?= mnli,sst2,mrpc,cola,qnli,qqp,rte,stsb
 
-.PHONY: install test lint format clean glue glue-quick e2e e2e-quick report bench bench-quick
+.PHONY: install test lint format clean glue glue-quick e2e e2e-quick report analysis bench bench-quick
 
 install: $(STAMP)
 
@@ -49,6 +49,15 @@ e2e-quick: $(STAMP)
 
 report: $(STAMP)
 	$(PY) -m experiments.report $(ARGS)
+
+# The paper's Section 7 analyses of a pair of LoRA runs: subspace similarity of the two (7.2) and the
+# amplification of each (7.3), into results/analysis/<name>/. ARGS: the two runs (run directories, adapter
+# directories, or tag folders holding one run, so shell globs work), then options: --seed K (pick seed<K>),
+# --base MODEL (default: the model the run recorded), --matrices Wq Wv, --basis A|dW_left|dW_right, --top 8,
+# --draws 10, --name NAME or --out DIR. For example r=8 vs r=64 on MNLI, seed 0 of each:
+#   make analysis ARGS="results/glue/roberta-base/mnli/lora_r8_* results/glue/roberta-base/mnli/lora_r64_* --seed 0"
+analysis: $(STAMP)
+	$(PY) -m experiments.analysis pair $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.layers $(ARGS)

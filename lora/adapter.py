@@ -34,7 +34,15 @@ from lora.inject import inject_lora_layer
 from lora.layers import LoRALayer, MergedLinear
 from lora.trainable import dropout_probability, lora_state_dict, named_lora_layers, resolve_modules
 
-__all__ = ["CONFIG_FILE", "FORMAT_NAME", "FORMAT_VERSION", "TENSORS_FILE", "load_adapter", "save_adapter"]
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "TENSORS_FILE",
+    "load_adapter",
+    "read_adapter",
+    "save_adapter",
+]
 
 CONFIG_FILE = "adapter_config.json"
 TENSORS_FILE = "adapter.safetensors"
@@ -236,6 +244,21 @@ def _read_tensors(directory: Path, document: Mapping[str, Any]) -> dict[str, tor
         differing = sorted(k for k in listed.keys() | found.keys() if listed.get(k) != found.get(k))
         raise _corrupt(directory, f"{TENSORS_FILE} does not hold the tensors listed: {_listing(differing)}")
     return tensors
+
+
+def read_adapter(directory: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The checked config and tensors of an adapter directory, for tools that need its matrices but no model.
+
+    Returns:
+        The parsed ``adapter_config.json`` (its ``layers`` record each layer's settings) and the tensors
+        of ``adapter.safetensors`` by state-dict key (``<layer>.lora_A``, ``<layer>.lora_B``, ...).
+
+    Raises:
+        AdapterMismatchError: a file is missing, corrupt, of another format or of an unknown version.
+    """
+    directory = Path(directory)
+    document = _read_config(directory)
+    return document, _read_tensors(directory, document)
 
 
 # -- fitting the adapter to the model ----------------------------------------------------------

@@ -338,6 +338,24 @@ def test_missing_and_corrupt_files_are_named(roberta_adapter, tmp_path: Path) ->
     assert not list(lora.named_lora_layers(model))
 
 
+def test_read_adapter_returns_the_saved_matrices_and_records_without_a_model(roberta_adapter) -> None:
+    from lora.adapter import read_adapter
+
+    directory, _ = roberta_adapter
+    adapted, _ = _roberta_adapted()  # the same seeds give the same matrices that were saved
+    document, tensors = read_adapter(directory)
+    layers = dict(lora.named_lora_layers(adapted))
+    assert document["layers"].keys() == layers.keys()
+    for name, layer in layers.items():
+        assert document["layers"][name]["r"] == layer.r
+        assert torch.equal(tensors[f"{name}.lora_A"], layer.lora_A) and torch.equal(
+            tensors[f"{name}.lora_B"], layer.lora_B
+        )
+    (directory / TENSORS_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(lora.AdapterMismatchError, match=r"is corrupt: adapter\.safetensors has sha256"):
+        read_adapter(directory)
+
+
 def test_unknown_format_version_and_peft_directories_are_refused(roberta_adapter) -> None:
     directory, base_state = roberta_adapter
     config = json.loads((directory / CONFIG_FILE).read_text())
