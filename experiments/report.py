@@ -206,7 +206,8 @@ def console_table(runs: pd.DataFrame) -> str:
                 ],
             }
         )
-        lines.append(frame.to_markdown(index=False, tablefmt="simple", disable_numparse=True))
+        align = ["left"] * 4 + ["right"] * 6
+        lines.append(frame.to_markdown(index=False, tablefmt="simple", disable_numparse=True, colalign=align))
     listed = runs[runs["status"].isin(["failed", "unreadable"]) | runs["variant_key"].isna()] if len(runs) else runs
     for _, run in listed.iterrows():
         seed = f" seed {run['seed']}" if not pd.isna(run["seed"]) else ""

@@ -128,6 +128,15 @@ def test_targets_sweep_is_table_5s_seven_pairs_at_one_budget() -> None:
     assert counts == {2 * 8 * (32 + 32)}  # 2 layers x r x (d_in + d_out) summed over matrices: r x n = 8
 
 
+def test_rules_and_budgets_also_apply_to_single_runs() -> None:
+    rs = compose_config("glue", ["+alpha_rule=rslora", "method.r=16"]).method
+    assert (rs.r, rs.lora_alpha, rs.use_rslora) == (16, 8.0, True)
+    equal = compose_config("e2e", ["+alpha_rule=equal_r", "method.r=16"]).method
+    assert (equal.lora_alpha, equal.use_rslora) == (16.0, False)
+    budget = compose_config("e2e", ["+budget=wq_wk_r4"]).method
+    assert (list(budget.targets), budget.r) == (["Wq", "Wk"], 4)
+
+
 def test_seed_and_method_sweeps() -> None:
     assert expand("glue", ["sweep=seeds"]) == [[f"seed={s}", "sweep=seeds"] for s in range(5)]
     jobs = expand("glue", ["sweep=methods", "task=rte"])
