@@ -126,6 +126,11 @@ def _is(value: Any, expected: Any) -> bool:
     return value == expected
 
 
+def _flag(value: Any) -> bool:
+    """A yes/no setting read from a DataFrame cell (bool, numpy bool, or None/NaN for "not applicable")."""
+    return False if value is None or (isinstance(value, float) and math.isnan(value)) else bool(value)
+
+
 def _targets(value: Any) -> tuple[str, ...]:
     """LoRA targets as a set in the paper's order (Wq, Wk, Wv, Wo, then any other name)."""
     names = set(str(value).split("+")) if isinstance(value, str) and value else set()
@@ -140,7 +145,7 @@ def _is_paper_setting(row: pd.Series) -> bool:
         _is(row["r"], row["recipe_r"])
         and _is(row["lora_alpha"], row["recipe_alpha"])
         and _targets(row["targets"]) == ("Wq", "Wv")
-        and row["use_rslora"] is not True
+        and not _flag(row["use_rslora"])
     )
 
 
@@ -417,7 +422,8 @@ def _alpha_rules(members: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     "fixed alpha" (when other ranks ran at that alpha): it is the same run. A rule all of whose runs
     belong to another rule too adds nothing and is left out."""
     rules: list[tuple[str, str, pd.DataFrame]] = []
-    plain = members[members["use_rslora"] != True]  # noqa: E712 (object column: True, False or None)
+    flags = members["use_rslora"].map(_flag)
+    plain = members[~flags]
     for alpha in sorted(plain["lora_alpha"].dropna().unique()):
         fixed = plain[plain["lora_alpha"] == alpha]
         if (fixed["r"].astype(float) != alpha).any():
@@ -426,7 +432,7 @@ def _alpha_rules(members: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     in_fixed = {key for _, _, fixed in rules for key in fixed["variant_key"]}
     if not set(equal["variant_key"]) <= in_fixed:
         rules.append(("α = r", "1", equal))
-    stable = members[members["use_rslora"] == True]  # noqa: E712
+    stable = members[flags]
     for alpha in sorted(stable["lora_alpha"].dropna().unique()):
         rules.append((f"rsLoRA α={alpha:g}", "α/√r", stable[stable["lora_alpha"] == alpha]))
     return rules
@@ -560,7 +566,7 @@ def _paper_e2e(group: pd.Series) -> tuple[str | None, dict[str, Any]]:
         if not (
             _targets(group["targets"]) == ("Wq", "Wv")
             and _is(group["lora_alpha"], group["recipe_alpha"])
-            and group["use_rslora"] is not True
+            and not _flag(group["use_rslora"])
         ):
             return None, {}
         if _is(group["r"], group["recipe_r"]):
