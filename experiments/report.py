@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -60,16 +61,22 @@ def table_markdown(table: Table) -> str:
     )
 
 
+_LATEX_SPECIAL = {c: f"\\{c}" for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+
+
+def latex_text(text: str) -> str:
+    """Plain text for a LaTeX caption: markdown emphasis dropped, LaTeX's special characters escaped."""
+    plain = re.sub(r"\*\*(.+?)\*\*|\*(.+?)\*", lambda m: m.group(1) or m.group(2), text)
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in plain)
+
+
 def _write_table(table: Table, directory: Path) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     csv, tex = directory / f"{table.name}.csv", directory / f"{table.name}.tex"
     table.data.to_csv(csv, index=False)
-    latex = (
-        table.display.fillna("")
-        .astype(str)
-        .to_latex(index=False, escape=True, caption=f"{table.title}. {table.caption}", label=f"tab:{table.name}")
-    )
-    tex.write_text(latex, encoding="utf-8")
+    caption = latex_text(f"{table.title}. {table.caption}")
+    cells = table.display.fillna("").astype(str)
+    tex.write_text(cells.to_latex(index=False, escape=True, caption=caption, label=f"tab:{table.name}"), "utf-8")
     return csv, tex
 
 

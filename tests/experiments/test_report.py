@@ -300,8 +300,15 @@ def test_every_table_has_csv_and_latex(report) -> None:
     for csv, tex in report.tables.values():
         assert len(pd.read_csv(csv)) > 0
         latex = tex.read_text()
-        assert "\\begin{tabular}" in latex and "\\caption{" in latex
+        assert "\\begin{tabular}" in latex and "\\caption{" in latex and "**" not in latex
         assert f"({csv.relative_to(report.markdown.parent).as_posix()})" in report.markdown.read_text()
+
+
+def test_latex_captions_are_escaped() -> None:
+    from experiments.report import latex_text
+
+    text = latex_text("Numbers from **tiny_model** (50% of 3 & more): $x #1 {a}")
+    assert text == r"Numbers from tiny\_model (50\% of 3 \& more): \$x \#1 \{a\}"
 
 
 def test_failures_and_incomplete_runs_are_listed(report, results: Path) -> None:
