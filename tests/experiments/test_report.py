@@ -220,6 +220,20 @@ def test_table2_layout_with_missing_failed_and_paper_rows(report) -> None:
     ]
 
 
+def test_runs_started_from_an_adapter_are_marked_and_never_pooled_with_pretrained_ones(tmp_path: Path) -> None:
+    mnli = "method.init_adapter=/runs/glue/minilm-l6-h384/mnli/lora_r8/seed0/adapter"
+    write_run(tmp_path, (MINILM, "task=mrpc"), 0, 0.80)
+    write_run(tmp_path, (MINILM, "task=mrpc", mnli), 0, 0.90)
+    write_run(tmp_path, (MINILM, "task=sst2"), 0, 0.85)
+    files = write_report([tmp_path], tmp_path / "out")
+    assert sorted(files.groups.loc[files.groups["task"] == "mrpc", "init_from"]) == ["mnli adapter", "pretrained"]
+    section = _section(files.markdown.read_text(), "### GLUE: LoRA vs full", "### GLUE: ours vs the paper")
+    rows = {row["Method"]: row for row in _table_rows(section) if row["Model"] == "minilm-l6-h384"}
+    assert rows["LoRA r=8 α=8 Wq+Wv, preset paper"]["MRPC"] == "80.0 (n=1)"
+    assert rows["LoRA r=8 α=8 Wq+Wv, preset paper"]["SST-2"] == "85.0 (n=1)"
+    assert rows["LoRA r=8 α=8 Wq+Wv, preset paper (other start)"]["MRPC"] == "90.0 (n=1) †"
+
+
 def test_ours_vs_paper_differences(report) -> None:
     data = pd.read_csv(report.tables["glue_vs_paper"][0])
     lora = _row(data, task="sst2", variant="LoRA r=8 α=8 Wq+Wv, preset paper")
