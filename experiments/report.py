@@ -25,10 +25,13 @@ from experiments.reporting.analyses import analysis_markdown, find_analyses, rea
 from experiments.reporting.runs import load_runs
 from experiments.reporting.tables import TASK_NAMES, Table
 
-__all__ = ["ReportFiles", "console_table", "main", "print_summary", "write_report"]
+__all__ = ["ReportFiles", "console_table", "latex_text", "main", "print_summary", "table_markdown", "write_report"]
 
 REPORT_NAME = "report.md"
 FILES_DIR = "report"
+TABLE_NAMES = ("glue_methods", "glue_vs_paper", "rank", "alpha", "targets", "e2e", "e2e_vs_paper", "configurations")
+TABLE_NAMES += ("failures", "incomplete")
+FIGURE_NAMES = ("rank", "params", "targets")
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ def write_report(
     directories = [Path(d) for d in directories]
     runs = load_runs(directories, include_quick)
     groups = aggregate(runs)
+    for stale in [f"{n}.{ext}" for n in TABLE_NAMES for ext in ("csv", "tex")] + [f"{n}.png" for n in FIGURE_NAMES]:
+        (files_dir / stale).unlink(missing_ok=True)  # a table or figure with no data this time must not linger
     figures: dict[str, Path] = {}
     if not groups.empty:
         for name, plot in (("rank", plots.plot_rank), ("params", plots.plot_params), ("targets", plots.plot_targets)):
@@ -229,6 +234,7 @@ def print_summary(directories: Iterable[str | Path], include_quick: bool = True)
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: write the report for DIRS and print the per-configuration table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="*", default=["results"], help="folders to search (default: results)")
     parser.add_argument("--out", default="results", help="where report.md and report/ go (default: results)")

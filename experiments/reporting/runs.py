@@ -23,7 +23,7 @@ import pandas as pd
 from experiments.paper_numbers import GLUE_TASKS
 from experiments.results import FAILURE_FILE, RESULT_FILE
 
-__all__ = ["COLUMNS", "E2E_SCALES", "find_run_files", "load_runs", "run_record"]
+__all__ = ["COLUMNS", "E2E_SCALES", "METHOD_NAMES", "config_settings", "find_run_files", "load_runs", "run_record"]
 
 # Display units, the paper's: GLUE metrics x100; E2E BLEU/METEOR/ROUGE-L x100, NIST and CIDEr as computed.
 GLUE_SCALE = 100.0

@@ -43,6 +43,7 @@ __all__ = [
     "incomplete_table",
     "models_note",
     "paper_model",
+    "rank_series",
     "rank_table",
     "target_budget",
     "targets_table",

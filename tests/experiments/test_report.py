@@ -358,9 +358,14 @@ def test_plots_are_real_pngs_linked_from_the_report(report, name: str) -> None:
 
 
 def test_no_plot_without_data(tmp_path: Path) -> None:
+    stale = tmp_path / "out" / "report"
+    stale.mkdir(parents=True)
+    (stale / "rank.png").write_bytes(PNG_SIGNATURE)  # from an earlier report with a rank sweep
+    (stale / "alpha.csv").write_text("old\n")
     write_run(tmp_path, (MINILM, "task=sst2", "method=lora"), 0, 0.9)
     files = write_report([tmp_path], tmp_path / "out")
     assert set(files.figures) == {"params"}  # one rank, one target set: nothing to draw for those
+    assert not (stale / "rank.png").exists() and not (stale / "alpha.csv").exists()
     text = files.markdown.read_text()
     assert "No LoRA configuration was run at two or more ranks" in text and "No E2E runs" in text
 
