@@ -6,9 +6,12 @@ STAMP := $(VENV)/.installed
 
 # Overrides for the paper-scale targets, e.g.  make glue ARGS="data.dir=../shared/data/glue model=minilm-l6-h384"
 ARGS ?=
+# Which runner the sweep targets drive: glue or e2e, e.g.  make sweep-rank FAMILY=e2e ARGS="model=smollm2-135m"
+FAMILY ?= glue
 GLUE_TASKS ?= mnli,sst2,mrpc,cola,qnli,qqp,rte,stsb
 
-.PHONY: install test lint format clean glue glue-quick e2e e2e-quick report analysis bench bench-quick
+.PHONY: install test lint format clean glue glue-quick e2e e2e-quick report analysis bench bench-quick \
+	sweep-rank sweep-alpha sweep-targets sweep-seeds sweep-methods
 
 install: $(STAMP)
 
@@ -47,6 +50,25 @@ e2e: $(STAMP)
 e2e-quick: $(STAMP)
 	$(PY) -m experiments.quick e2e
 
+# Named sweeps (conf/sweep): each runs as a Hydra multirun of $(FAMILY); ARGS adds overrides, and a comma list
+# in ARGS sweeps too (ARGS="task=sst2,rte seed=0,1,2,3,4"). Failed jobs leave failure.json; the others go on.
+sweep-rank: $(STAMP)
+	$(PY) -m experiments.$(FAMILY) sweep=rank $(ARGS)
+
+sweep-alpha: $(STAMP)
+	$(PY) -m experiments.$(FAMILY) sweep=alpha $(ARGS)
+
+sweep-targets: $(STAMP)
+	$(PY) -m experiments.$(FAMILY) sweep=targets $(ARGS)
+
+sweep-seeds: $(STAMP)
+	$(PY) -m experiments.$(FAMILY) sweep=seeds $(ARGS)
+
+sweep-methods: $(STAMP)
+	$(PY) -m experiments.$(FAMILY) sweep=methods $(ARGS)
+
+# results/report.md (+ report/: CSV, LaTeX, PNG) from every run under results/ (results/quick skipped);
+# ARGS="results/quick" or ARGS="--include-quick" to read the offline checks' runs.
 report: $(STAMP)
 	$(PY) -m experiments.report $(ARGS)
 

@@ -1,56 +1,249 @@
-"""Collect run results into a table: ``python -m experiments.report [DIRS...]``."""
+"""The comparison report: ``python -m experiments.report [DIRS...] [--out DIR] [--include-quick]``.
+
+Reads every result.json, failure.json and unfinished run directory under DIRS (default ``results``; folders
+named ``quick`` below them are skipped unless ``--include-quick`` or named directly) and the Section-7
+analyses (analysis.json) there, and writes ``<out>/report.md`` with its tables as CSV and LaTeX and its
+figures as PNG under ``<out>/report/``. It also prints the per-configuration table to the console.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Iterable
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from experiments.results import FAILURE_FILE, RESULT_FILE
+import pandas as pd
 
-__all__ = ["collect_runs", "print_summary"]
+from experiments.reporting import plots, tables
+from experiments.reporting.aggregate import aggregate, format_count
+from experiments.reporting.analyses import analysis_markdown, find_analyses, read_analysis
+from experiments.reporting.runs import load_runs
+from experiments.reporting.tables import TASK_NAMES, Table
+
+__all__ = ["ReportFiles", "console_table", "latex_text", "main", "print_summary", "table_markdown", "write_report"]
+
+REPORT_NAME = "report.md"
+FILES_DIR = "report"
+TABLE_NAMES = ("glue_methods", "glue_vs_paper", "rank", "alpha", "targets", "e2e", "e2e_vs_paper", "configurations")
+TABLE_NAMES += ("failures", "incomplete")
+FIGURE_NAMES = ("rank", "params", "targets")
 
 
-def collect_runs(directories: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Every ``result.json`` and ``failure.json`` under ``directories``, as flat records."""
-    records = []
-    for directory in directories:
-        for path in sorted(Path(directory).rglob("*.json")):
-            if path.name not in (RESULT_FILE, FAILURE_FILE) or "multirun" in path.parts:
-                continue
-            data = json.loads(path.read_text(encoding="utf-8"))
-            records.append({**data, "path": str(path)})
-    return records
+@dataclass(frozen=True)
+class ReportFiles:
+    """What :func:`write_report` wrote."""
+
+    markdown: Path
+    tables: dict[str, tuple[Path, Path]]  # name -> (csv, tex)
+    figures: dict[str, Path]
+    runs: pd.DataFrame
+    groups: pd.DataFrame
 
 
-def print_summary(directories: Iterable[str | Path]) -> None:
-    """One line per run: task, method, seed, best and last main metric, trainable parameters."""
-    records = collect_runs(directories)
-    header = f"{'task':<8} {'method':<8} {'seed':>4} {'metric':<22} {'best':>8} {'last':>8} {'trainable':>12}"
-    print(header)
-    print("-" * len(header))
-    for rec in sorted(records, key=lambda r: (r.get("task", ""), r.get("method", ""), r.get("seed", 0))):
-        if rec.get("status") != "completed":
-            print(
-                f"{rec.get('task', '?'):<8} {rec.get('method', '?'):<8} {rec.get('seed', '?'):>4} FAILED: "
-                f"{rec.get('error', '')[:60]}"
-            )
-            continue
-        main = rec["main_metric"]
-        best, last = rec["metrics"]["best"], rec["metrics"]["last"]
-        print(
-            f"{rec['task']:<8} {rec['method']:<8} {rec['seed']:>4} {main:<22} {100 * best[main]:>8.2f} "
-            f"{100 * last[main]:>8.2f} {rec['trainable_params']:>12,}"
+def _markdown_cell(value: object) -> str:
+    text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table_markdown(table: Table) -> str:
+    """A table section: title, caption, the table, and where its CSV/LaTeX are."""
+    display = table.display.map(_markdown_cell)
+    return "\n\n".join(
+        [
+            f"### {table.title}",
+            table.caption,
+            display.to_markdown(index=False, disable_numparse=True),
+            f"CSV: [{FILES_DIR}/{table.name}.csv]({FILES_DIR}/{table.name}.csv) · "
+            f"LaTeX: [{FILES_DIR}/{table.name}.tex]({FILES_DIR}/{table.name}.tex)",
+        ]
+    )
+
+
+_LATEX_SPECIAL = {c: f"\\{c}" for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+
+
+def latex_text(text: str) -> str:
+    """Plain text for a LaTeX caption: markdown emphasis dropped, LaTeX's special characters escaped."""
+    plain = re.sub(r"\*\*(.+?)\*\*|\*(.+?)\*", lambda m: m.group(1) or m.group(2), text)
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in plain)
+
+
+def _write_table(table: Table, directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    csv, tex = directory / f"{table.name}.csv", directory / f"{table.name}.tex"
+    table.data.to_csv(csv, index=False)
+    caption = latex_text(f"{table.title}. {table.caption}")
+    cells = table.display.fillna("").astype(str)
+    tex.write_text(cells.to_latex(index=False, escape=True, caption=caption, label=f"tab:{table.name}"), "utf-8")
+    return csv, tex
+
+
+def _sources_line(directories: Sequence[Path], runs: pd.DataFrame, include_quick: bool) -> str:
+    counts = runs["status"].value_counts().to_dict() if len(runs) else {}
+    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("completed", "failed", "incomplete", "unreadable"))
+    quick = "included" if include_quick else "skipped (pass --include-quick, or name the folder)"
+    return f"Runs read from {', '.join(f'`{d}`' for d in directories)}: {summary}. `quick` folders: {quick}."
+
+
+def _section(title: str, body: Iterable[str]) -> str:
+    return "\n\n".join([f"## {title}", *body])
+
+
+def _figure(figures: dict[str, Path], name: str, alt: str, out: Path) -> list[str]:
+    path = figures.get(name)
+    return [f"![{alt}]({Path(os.path.relpath(path, out)).as_posix()})"] if path else []
+
+
+def write_report(
+    directories: Sequence[str | Path], out: str | Path = "results", include_quick: bool = False
+) -> ReportFiles:
+    """Read the runs and analyses under ``directories`` and write report.md, its CSV/LaTeX tables and PNGs."""
+    out = Path(out)
+    files_dir = out / FILES_DIR
+    directories = [Path(d) for d in directories]
+    runs = load_runs(directories, include_quick)
+    groups = aggregate(runs)
+    for stale in [f"{n}.{ext}" for n in TABLE_NAMES for ext in ("csv", "tex")] + [f"{n}.png" for n in FIGURE_NAMES]:
+        (files_dir / stale).unlink(missing_ok=True)  # a table or figure with no data this time must not linger
+    figures: dict[str, Path] = {}
+    if not groups.empty:
+        for name, plot in (("rank", plots.plot_rank), ("params", plots.plot_params), ("targets", plots.plot_targets)):
+            path = plot(groups, files_dir / f"{name}.png")
+            if path is not None:
+                figures[name] = path
+
+    built = {}
+    if not groups.empty:
+        built = {
+            "glue_methods": tables.glue_methods_table(groups),
+            "glue_vs_paper": tables.glue_vs_paper_table(groups),
+            "rank": tables.rank_table(groups),
+            "alpha": tables.alpha_table(groups),
+            "targets": tables.targets_table(groups),
+            "e2e": tables.e2e_table(groups),
+            "e2e_vs_paper": tables.e2e_vs_paper_table(groups),
+            "configurations": tables.configurations_table(groups),
+        }
+    built["failures"] = tables.failures_table(runs) if len(runs) else None
+    built["incomplete"] = tables.incomplete_table(runs) if len(runs) else None
+    written = {name: _write_table(table, files_dir) for name, table in built.items() if table is not None}
+
+    def block(name: str, missing: str) -> list[str]:
+        table = built.get(name)
+        return [table_markdown(table)] if table is not None else [f"*{missing}*"]
+
+    analyses = [read_analysis(p) for p in find_analyses(directories, include_quick)]
+    analyses.sort(key=lambda a: (a.kind, a.title, str(a.path)))
+    sections = [
+        "# LoRA reproduction report",
+        f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}. "
+        + _sources_line(directories, runs, include_quick),
+        "Paper numbers: Hu et al. 2021 (arXiv:2106.09685 v2), transcribed in `experiments/paper_numbers.py`. Every "
+        "table names the model behind our numbers; where that is not the paper's model, the paper's columns are a "
+        "reference, not a like-for-like comparison.",
+        _section(
+            "GLUE (paper Table 2)",
+            block("glue_methods", "No GLUE runs in the paper's settings. Run `make glue` or `make sweep-methods`.")
+            + block("glue_vs_paper", "Nothing to set beside the paper yet."),
+        ),
+        _section(
+            "Rank r (paper Tables 6 and 18)",
+            block("rank", "No LoRA configuration was run at two or more ranks. Run `make sweep-rank`.")
+            + _figure(figures, "rank", "score vs LoRA rank", out),
+        ),
+        _section(
+            "Scaling rule for alpha",
+            block("alpha", "No LoRA configuration was run under two or more alpha rules. Run `make sweep-alpha`."),
+        ),
+        _section(
+            "Target matrices at a fixed budget (paper Table 5)",
+            block("targets", "Fewer than two target sets at the Table 5 budget. Run `make sweep-targets`.")
+            + _figure(figures, "targets", "score per adapted matrix set at a fixed budget", out),
+        ),
+        _section(
+            "E2E NLG (paper Table 3)",
+            block("e2e", "No E2E runs. Run `make e2e` or `make e2e-quick`.")
+            + ([table_markdown(built["e2e_vs_paper"])] if built.get("e2e_vs_paper") else []),
+        ),
+        _section(
+            "Score vs trainable parameters",
+            _figure(figures, "params", "score vs trainable parameters by method", out) or ["*No scored runs.*"],
+        ),
+        _section(
+            "Section 7 analyses",
+            [analysis_markdown(a, out) for a in analyses]
+            or ["*No analyses (results/analysis/<name>/analysis.json, written by experiments/analysis.py).*"],
+        ),
+        _section("Every configuration", block("configurations", "No runs found.")),
+        _section(
+            "Failed and incomplete runs",
+            block("failures", "No failed runs.") + block("incomplete", "No incomplete runs."),
+        ),
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = out / REPORT_NAME
+    markdown.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    return ReportFiles(markdown, written, figures, runs, groups)
+
+
+def console_table(runs: pd.DataFrame) -> str:
+    """The per-configuration table for a terminal: one line per configuration and task, failures included."""
+    groups = aggregate(runs)
+    lines = []
+    if not groups.empty:
+        ordered = groups.sort_values(["family", "model", "task", "method", "variant"])
+        frame = pd.DataFrame(
+            {
+                "task": ordered["task"].map(lambda t: TASK_NAMES.get(t, t)),
+                "model": ordered["model"],
+                "configuration": ordered["variant"]
+                + ordered["init_from"].map(lambda i: "" if i == "pretrained" else f"; from {i}"),
+                "metric": ordered["main_metric"].fillna("?"),
+                "median": ordered["median"].map(lambda v: "—" if math.isnan(v) else f"{v:.2f}"),
+                "min–max": [
+                    "—" if math.isnan(lo) else f"{lo:.2f}–{hi:.2f}"
+                    for lo, hi in zip(ordered["min"], ordered["max"], strict=True)
+                ],
+                "n": ordered["n"],
+                "failed": ordered["n_failed"],
+                "incomplete": ordered["n_incomplete"],
+                "trainable": [
+                    format_count(lo, hi)
+                    for lo, hi in zip(ordered["trainable_params"], ordered["trainable_params_max"], strict=True)
+                ],
+            }
         )
+        align = ["left"] * 4 + ["right"] * 6
+        lines.append(frame.to_markdown(index=False, tablefmt="simple", disable_numparse=True, colalign=align))
+    listed = runs[runs["status"].isin(["failed", "unreadable"]) | runs["variant_key"].isna()] if len(runs) else runs
+    for _, run in listed.iterrows():
+        seed = f" seed {run['seed']}" if not pd.isna(run["seed"]) else ""
+        error = f": {str(run['error']).strip().splitlines()[0]}" if run["error"] else ""
+        lines.append(f"{run['status'].upper()}{seed} {run['path']}{error}")
+    return "\n".join(lines) if lines else "no runs found"
+
+
+def print_summary(directories: Iterable[str | Path], include_quick: bool = True) -> None:
+    """Print the per-configuration console table of the runs under ``directories`` (used by experiments.quick)."""
+    print(console_table(load_runs(directories, include_quick)))
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: write the report for DIRS and print the per-configuration table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="*", default=["results"], help="folders to search for result.json")
+    parser.add_argument("dirs", nargs="*", default=["results"], help="folders to search (default: results)")
+    parser.add_argument("--out", default="results", help="where report.md and report/ go (default: results)")
+    parser.add_argument("--include-quick", action="store_true", help="also read folders named quick")
     args = parser.parse_args(argv)
-    print_summary(args.dirs)
+    files = write_report(args.dirs, args.out, args.include_quick)
+    print(console_table(files.runs))
+    where = files.markdown.parent / FILES_DIR
+    print(f"\nreport: {files.markdown} ({len(files.tables)} tables, {len(files.figures)} figures in {where})")
 
 
 if __name__ == "__main__":

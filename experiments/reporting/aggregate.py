@@ -1,0 +1,100 @@
+"""Pool the runs of one configuration (same task, settings and starting point; any seed) into the numbers a
+table cell shows: the median over seeds (the paper's statistic), the min and max, and how many seeds
+finished, failed or are still incomplete."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from experiments.reporting.runs import COLUMNS, E2E_SCALES
+
+__all__ = ["GROUP_KEYS", "aggregate", "cell_from", "format_cell", "format_count"]
+
+GROUP_KEYS = ["family", "model", "task", "variant_key", "init_from"]
+_FIRST = [c for c in COLUMNS if c not in (*GROUP_KEYS, "status", "seed", "score", *E2E_SCALES, "error", "path")]
+
+
+def _stats(values: pd.Series, prefix: str) -> dict[str, float]:
+    finite = values.dropna().astype(float)
+    if finite.empty:
+        return {f"{prefix}median": math.nan, f"{prefix}min": math.nan, f"{prefix}max": math.nan}
+    return {f"{prefix}median": finite.median(), f"{prefix}min": finite.min(), f"{prefix}max": finite.max()}
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration and task: median/min/max of the main score (and of each E2E metric),
+    ``spread`` = half the min-max range, ``n`` scored seeds, ``n_failed``, ``n_incomplete``.
+
+    Runs whose configuration is unknown (a failure before the config resolved, an unreadable file, an
+    incomplete run with no finished sibling) have no ``variant_key`` and are left to the caller to list.
+    """
+    placed = runs[runs["variant_key"].notna()]
+    rows = []
+    for keys, group in placed.groupby(GROUP_KEYS, sort=True, dropna=False):
+        completed = group[group["status"] == "completed"]
+        scored = completed[completed["score"].notna()]
+        row = dict(zip(GROUP_KEYS, keys, strict=True))
+        row |= {column: group[column].dropna().iloc[0] if group[column].notna().any() else None for column in _FIRST}
+        row |= _stats(scored["score"], "")
+        row["spread"] = (row["max"] - row["min"]) / 2
+        for metric in E2E_SCALES:
+            row |= _stats(completed[metric], f"{metric}_")
+        row["n"] = len(scored)
+        row["n_failed"] = int((group["status"] == "failed").sum()) + len(completed) - len(scored)
+        row["n_incomplete"] = int((group["status"] == "incomplete").sum())
+        row["seeds"] = " ".join(str(s) for s in sorted(scored["seed"].dropna().astype(int)))
+        row["failed_seeds"] = " ".join(
+            str(s) for s in sorted(group.loc[group["status"] == "failed", "seed"].dropna().astype(int))
+        )
+        for column in ("trainable_params", "trainable_params_with_head"):
+            counts = completed[column].dropna().astype(int)
+            row[column] = int(counts.min()) if len(counts) else None
+            row[f"{column}_max"] = int(counts.max()) if len(counts) else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_count(low: float | None, high: float | None = None) -> str:
+    """A parameter count the way the paper prints it (0.3M, 125.0M), exact below 100k; a range if it varies."""
+
+    def one(value: float) -> str:
+        if value >= 1e5:
+            return f"{value / 1e6:.3g}M" if value < 1e8 else f"{value / 1e6:.1f}M"
+        return f"{int(value):,}"
+
+    if low is None or (isinstance(low, float) and math.isnan(low)):
+        return "—"
+    if high is None or high == low or (isinstance(high, float) and math.isnan(high)):
+        return one(low)
+    return f"{one(low)}–{one(high)}"
+
+
+def format_cell(
+    median: float,
+    spread: float,
+    n: int,
+    n_failed: int = 0,
+    n_incomplete: int = 0,
+    digits: int = 1,
+    repeated_seeds: str = "",
+) -> str:
+    """``median ±half-range (n=k)``, naming failed, incomplete and repeated seeds; "missing" with no run."""
+    notes = [f"{n_failed} failed"] if n_failed else []
+    notes += [f"{n_incomplete} incomplete"] if n_incomplete else []
+    notes += [f"seed {repeated_seeds} repeated"] if repeated_seeds else []
+    if n == 0 or median is None or (isinstance(median, float) and math.isnan(median)):
+        return ", ".join(notes) if notes else "missing"
+    body = f"{median:.{digits}f}" + (f" ±{spread:.{digits}f}" if n > 1 else "")
+    return f"{body} ({'; '.join([f'n={n}', *notes])})"
+
+
+def cell_from(row: pd.Series | None, prefix: str = "", digits: int = 1) -> str:
+    """The formatted cell of one aggregated row (``prefix`` picks an E2E metric), or "missing"."""
+    if row is None:
+        return "missing"
+    median, low, high = row[f"{prefix}median"], row[f"{prefix}min"], row[f"{prefix}max"]
+    spread = (high - low) / 2 if not (math.isnan(low) or math.isnan(high)) else math.nan
+    repeated = row.get("repeated_seeds") or ""
+    return format_cell(median, spread, int(row["n"]), int(row["n_failed"]), int(row["n_incomplete"]), digits, repeated)

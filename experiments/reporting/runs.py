@@ -1,0 +1,316 @@
+"""Every run on disk as one DataFrame row: finished (``result.json``), failed (``failure.json``) or incomplete
+(a run directory with neither: still running, or killed).
+
+Runs that differ only in seed share a ``variant_key``; any other difference in the resolved config (method,
+rank, alpha, targets, preset, learning rate, data limits, ...) gives another key, so the report never pools
+different configurations. Settings that the recipe chooses per task (lr, batch, epochs, sequence length) enter
+the key only where a run overrode them, so one method's row can span tasks. Which pretrained weights or adapter
+a run started from (``init_from``) is kept beside the key, not in it: the paper starts MRPC, RTE and STS-B from
+the MNLI adapter within one table row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from experiments.paper_numbers import GLUE_TASKS
+from experiments.results import FAILURE_FILE, RESULT_FILE
+
+__all__ = ["COLUMNS", "E2E_SCALES", "METHOD_NAMES", "config_settings", "find_run_files", "load_runs", "run_record"]
+
+# Display units, the paper's: GLUE metrics x100; E2E BLEU/METEOR/ROUGE-L x100, NIST and CIDEr as computed.
+GLUE_SCALE = 100.0
+E2E_SCALES = {"BLEU": 100.0, "NIST": 1.0, "METEOR": 100.0, "ROUGE_L": 100.0, "CIDEr": 1.0}
+
+COLUMNS = [
+    "status",  # completed | failed | incomplete | unreadable
+    "family",
+    "model",
+    "model_source",
+    "model_recipe",
+    "task",
+    "method",
+    "preset",
+    "seed",
+    "r",
+    "lora_alpha",
+    "use_rslora",
+    "targets",
+    "recipe_r",
+    "recipe_alpha",
+    "init_from",
+    "variant",
+    "variant_key",
+    "rank_series",  # the configuration with r left out: a line of the rank table and plot
+    "rank_series_key",
+    "alpha_series",  # with r, lora_alpha and use_rslora left out: a block of the alpha table
+    "alpha_series_key",
+    "target_series",  # with r and targets left out: a block of the target-matrix table
+    "target_series_key",
+    "main_metric",
+    "score",
+    *E2E_SCALES,
+    "trainable_params",
+    "trainable_params_with_head",
+    "total_params",
+    "error",
+    "path",
+]
+
+# Config keys that say where or how fast a run went, or that the report keys on separately.
+_HANDLED = {"seed", "results_dir", "overwrite", "device", "hydra", "task", "model", "method", "preset", "train"}
+_RECIPE_TRAIN_KEYS = {"lr": "lr", "batch_size": "batch_size", "epochs": "epochs", "max_seq_length": "max_seq_length"}
+_SPEED_ONLY = {
+    "train.compile",
+    "train.checkpoint_every_steps",
+    "train.per_device_batch_size",
+    "train.eval_batch_size",
+    "data.dir",
+    "decode.batch_size",
+}
+_METHOD_KEYS = {"name", "r", "lora_alpha", "lora_dropout", "targets", "use_rslora", "bias", "init_adapter"}
+_SEED_DIR = re.compile(r"seed-?\d+")
+
+
+def find_run_files(directories: Iterable[str | Path], include_quick: bool = False) -> list[Path]:
+    """Result and failure files (and incomplete run directories) under ``directories``.
+
+    Skipped: Hydra's copies of ``result.json`` in its job folders (they sit beside ``.hydra/``) and, unless
+    ``include_quick``, anything in a ``quick`` folder below a given directory (``make glue-quick`` output).
+    """
+    found: list[Path] = []
+    for directory in directories:
+        root = Path(directory)
+        if root.is_file():
+            found.append(root)
+            continue
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root).parts
+            if not include_quick and "quick" in relative[:-1]:
+                continue
+            hydra_copy = (path.parent / ".hydra").is_dir()  # Hydra's job folder holds a copy of result.json
+            result = path.name == RESULT_FILE and path.is_file() and not hydra_copy
+            failure = path.name == FAILURE_FILE and path.is_file()
+            if result or failure or (path.is_dir() and _is_incomplete_run_dir(path)):
+                found.append(path)
+    return found
+
+
+def _is_incomplete_run_dir(path: Path) -> bool:
+    """A ``<family>/<model>/<task>/<tag>/seed<N>`` directory holding neither result nor failure."""
+    if not _SEED_DIR.fullmatch(path.name) or len(path.parts) < 5 or path.parts[-5] not in ("glue", "e2e"):
+        return False
+    return not (path / RESULT_FILE).is_file() and not (path / FAILURE_FILE).is_file()
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
+    else:
+        out[prefix] = json.dumps(value, sort_keys=True) if isinstance(value, list) else value
+
+
+def _init_from(init_adapter: Any) -> str:
+    if not init_adapter:
+        return "pretrained"
+    parts = Path(str(init_adapter)).parts
+    task = next((p for p in parts if p in GLUE_TASKS), None)
+    return f"{task} adapter" if task else "adapter"
+
+
+def _recipe(record: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The recipe a run was composed from: recorded in results; recomputed for failures."""
+    if record.get("recipe"):
+        return dict(record["recipe"])
+    from experiments.recipes import e2e_recipe, glue_recipe
+
+    try:
+        model, method, preset = config["model"]["recipe"], config["method"]["name"], config["preset"]["name"]
+        if config["task"].get("family") == "e2e":
+            return e2e_recipe(model, method, preset).as_dict()
+        return glue_recipe(model, method, config["task"]["name"], preset).as_dict()
+    except (KeyError, ValueError):
+        return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return a == b
+
+
+def config_settings(config: Mapping[str, Any], recipe: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What distinguishes a configuration, seed and paths aside: method settings, overrides of the recipe's
+    per-task values, and every other semantic config key (flattened)."""
+    method = config["method"]
+    lora = method["name"] == "lora"
+    settings: dict[str, Any] = {
+        "method": method["name"],
+        "preset": config["preset"]["name"],
+        "r": method.get("r") if lora else None,
+        "lora_alpha": float(method["lora_alpha"]) if lora and method.get("lora_alpha") is not None else None,
+        "use_rslora": bool(method.get("use_rslora")) if lora else None,
+        "targets": "+".join(method.get("targets") or []) if lora else None,
+    }
+    optional: dict[str, Any] = {}
+    if lora:
+        optional["lora_dropout"] = method.get("lora_dropout")
+        optional["bias"] = method.get("bias", "none")
+    for key, value in method.items():
+        if key not in _METHOD_KEYS:
+            optional[f"method.{key}"] = value
+    train = config.get("train", {})
+    for key, recipe_key in _RECIPE_TRAIN_KEYS.items():
+        value = train.get(key)
+        if recipe is None or recipe_key not in recipe or not _same(value, recipe[recipe_key]):
+            optional[f"train.{key}"] = value
+    flat: dict[str, Any] = {}
+    _flatten("", {k: v for k, v in config.items() if k not in _HANDLED}, flat)
+    _flatten("train", {k: v for k, v in train.items() if k not in _RECIPE_TRAIN_KEYS}, flat)
+    flat["model.dtype"] = config["model"].get("dtype")
+    flat["model.recipe"] = config["model"].get("recipe")
+    optional.update({k: v for k, v in flat.items() if k not in _SPEED_ONLY})
+    settings["optional"] = optional
+    return settings
+
+
+def _base_record(path: Path) -> dict[str, Any]:
+    return {column: None for column in COLUMNS} | {"path": str(path)}
+
+
+def run_record(path: Path) -> dict[str, Any]:
+    """One row from a result file, a failure file or an incomplete run directory (settings unresolved)."""
+    row = _base_record(path)
+    if path.is_dir():
+        family, model, task = path.parts[-5], path.parts[-4], path.parts[-3]
+        seed = int(path.name.replace("seed", ""))
+        return row | {"status": "incomplete", "family": family, "model": model, "task": task, "seed": seed}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return row | {"status": "unreadable", "error": f"{type(error).__name__}: {error}"}
+    config = data.get("config")
+    row |= {
+        "status": "completed" if data.get("status") == "completed" else "failed",
+        "family": data.get("family") or (config or {}).get("task", {}).get("family"),
+        "model": data.get("model"),
+        "task": data.get("task"),
+        "method": data.get("method"),
+        "seed": data.get("seed"),
+        "error": data.get("error"),
+        "model_source": data.get("model_source"),
+    }
+    if row["status"] == "completed":
+        row |= _scores(data)
+        for key in ("trainable_params", "trainable_params_with_head", "total_params"):
+            row[key] = data.get(key)
+    if config:
+        recipe = _recipe(data, config)
+        row["model_source"] = row["model_source"] or config["model"].get("name_or_path")
+        row["model_recipe"] = config["model"].get("recipe")
+        row["init_from"] = _init_from(config["method"].get("init_adapter"))
+        if recipe:
+            row["recipe_r"], row["recipe_alpha"] = recipe.get("r"), recipe.get("lora_alpha")
+        row["_settings"] = config_settings(config, recipe)
+    return row
+
+
+def _scores(data: Mapping[str, Any]) -> dict[str, Any]:
+    main, value = data.get("main_metric"), data.get("main_metric_value")
+    out: dict[str, Any] = {"main_metric": main}
+    if data.get("family") == "e2e":
+        scores = data.get("metrics", {}).get("test") or {}
+        for name, scale in E2E_SCALES.items():
+            out[name] = scores[name] * scale if isinstance(scores.get(name), (int, float)) else None
+        out["score"] = out.get(main) if main in E2E_SCALES else None
+    else:
+        out["score"] = value * GLUE_SCALE if isinstance(value, (int, float)) else None
+    return out
+
+
+METHOD_NAMES = {"lora": "LoRA", "full_ft": "Full FT", "bitfit": "BitFit"}
+# What each family of series leaves out of a configuration (the settings its table or plot varies).
+_SERIES = {
+    "variant": (),
+    "rank_series": ("r",),
+    "alpha_series": ("r", "lora_alpha", "use_rslora"),
+    "target_series": ("r", "targets"),
+}
+
+
+def _label(settings: Mapping[str, Any], shown: Sequence[str], omit: Sequence[str] = ()) -> str:
+    method = settings["method"]
+    parts = [METHOD_NAMES.get(method, method)]
+    if method == "lora":
+        lora = [
+            f"r={settings['r']}" if "r" not in omit else "",
+            f"α={settings['lora_alpha']:g}" if "lora_alpha" not in omit else "",
+            settings["targets"] if "targets" not in omit else "",
+            "rsLoRA" if settings["use_rslora"] and "use_rslora" not in omit else "",
+        ]
+        parts.extend(part for part in lora if part)
+    optional = settings["optional"]
+    extras = [f"{key}={_short(optional[key])}" for key in shown if key in optional]
+    return f"{' '.join(parts)}, preset {settings['preset']}" + (f"; {', '.join(extras)}" if extras else "")
+
+
+def _short(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _varying_keys(settings: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Optional keys whose value is not the same for every run that has them (or that some runs lack)."""
+    keys = sorted({k for s in settings for k in s["optional"]})
+    varying = []
+    for key in keys:
+        values = {json.dumps(s["optional"].get(key, "<absent>"), sort_keys=True, default=str) for s in settings}
+        if len(values) > 1:
+            varying.append(key)
+    return varying
+
+
+def load_runs(directories: Iterable[str | Path], include_quick: bool = False) -> pd.DataFrame:
+    """All runs under ``directories`` as a DataFrame with :data:`COLUMNS` (one row per run, any status)."""
+    rows = [run_record(path) for path in find_run_files(directories, include_quick)]
+    for family in {row["family"] for row in rows if row.get("_settings")}:
+        members = [row for row in rows if row.get("_settings") and row["family"] == family]
+        lora_members = [row["_settings"] for row in members if row["_settings"]["method"] == "lora"]
+        shown = _varying_keys([row["_settings"] for row in members])
+        # LoRA-only keys vary only among LoRA runs; absent for other methods is not a difference.
+        lora_only = {"lora_dropout", "bias"}
+        shown = [k for k in shown if k not in lora_only] + [k for k in _varying_keys(lora_members) if k in lora_only]
+        for row in members:
+            settings = row["_settings"]
+            row.update({k: settings[k] for k in ("method", "preset", "r", "lora_alpha", "use_rslora", "targets")})
+            for column, omit in _SERIES.items():
+                kept = {k: v for k, v in settings.items() if k not in omit}
+                row[column] = _label(settings, shown, omit)
+                row[f"{column}_key"] = json.dumps(kept, sort_keys=True, default=str)
+    _adopt_siblings(rows)
+    frame = pd.DataFrame([{k: row.get(k) for k in COLUMNS} for row in rows], columns=COLUMNS)
+    return frame.astype({"seed": "Int64", "r": "Int64"}) if len(frame) else frame
+
+
+def _adopt_siblings(rows: list[dict[str, Any]]) -> None:
+    """Give an incomplete run the settings of another seed in the same configuration directory."""
+    by_parent: dict[Path, dict[str, Any]] = {}
+    for row in rows:
+        if row.get("variant_key"):
+            by_parent.setdefault(Path(row["path"]).parent.parent, row)
+    for row in rows:
+        if row["status"] == "incomplete":
+            sibling = by_parent.get(Path(row["path"]).parent)
+            if sibling:
+                for key in COLUMNS:
+                    if key not in ("status", "seed", "path", "error") and row.get(key) is None:
+                        row[key] = sibling.get(key)
+                for key in ("score", *E2E_SCALES, "main_metric"):
+                    row[key] = None
