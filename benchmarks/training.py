@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 import lora
 from benchmarks.common import device_name, markdown_table, write_jsonl
-from experiments.training import store_frozen_matmul_weights
+from experiments.training import store_frozen_matmul_params
 
 VOCAB_QUICK = 1000
 # bf16 dense peak of the cards this runs on (vendor datasheets, SXM parts).
@@ -129,7 +129,7 @@ def variant_ours(model: nn.Module, workload: Workload) -> nn.Module:
     lora.inject_lora(model, list(workload.targets), r=workload.r, lora_alpha=workload.alpha)
     lora.mark_only_lora_as_trainable(model, trainable_modules=list(workload.head))
     if next(model.parameters()).is_cuda:
-        store_frozen_matmul_weights(model, torch.bfloat16)
+        store_frozen_matmul_params(model, torch.bfloat16)
     return model
 
 

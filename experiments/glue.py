@@ -162,8 +162,6 @@ def run_glue(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     if init_adapter:
         load_lora_init(model, init_adapter)
     model.to(ctx.device)
-    if train.get("compile"):
-        model = torch.compile(model)
 
     max_len = train["max_seq_length"]
     train_items = tokenize(data.train, tokenizer, max_len, task.is_regression)
@@ -241,9 +239,8 @@ def run_glue(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         "config": plain,
     }
     if ctx.is_main:
-        unwrapped = getattr(model, "_orig_mod", model)
         result["saved"] = save_trained(
-            unwrapped,
+            model,
             method,
             run_dir,
             model_cfg["head_modules"],

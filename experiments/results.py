@@ -39,6 +39,7 @@ SCHEMA_VERSION = 1
 _NON_SEMANTIC = {"results_dir", "overwrite", "device", "hydra", "seed"}
 _NON_SEMANTIC_TRAIN = {"compile", "checkpoint_every_steps", "per_device_batch_size", "eval_batch_size"}
 _NON_SEMANTIC_DATA = {"dir"}
+_NON_SEMANTIC_DECODE = {"batch_size"}
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
@@ -48,6 +49,8 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
         semantic["train"] = {k: v for k, v in semantic["train"].items() if k not in _NON_SEMANTIC_TRAIN}
     if "data" in semantic:
         semantic["data"] = {k: v for k, v in semantic["data"].items() if k not in _NON_SEMANTIC_DATA}
+    if "decode" in semantic:
+        semantic["decode"] = {k: v for k, v in semantic["decode"].items() if k not in _NON_SEMANTIC_DECODE}
     text = json.dumps(semantic, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 

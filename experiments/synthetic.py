@@ -201,7 +201,9 @@ def write_word_tokenizer(directory: str | Path, words: Sequence[str], style: str
     return tokenizer
 
 
-def write_tiny_roberta(directory: str | Path, words: Sequence[str] = VOCABULARY, seed: int = 0) -> Path:
+def write_tiny_roberta(
+    directory: str | Path, words: Sequence[str] = VOCABULARY, seed: int = 0, dropout: float = 0.1
+) -> Path:
     """A RoBERTa of hidden 32 and 2 layers with random weights and a word-level tokenizer."""
     import torch
     from transformers import RobertaConfig, RobertaModel
@@ -219,6 +221,8 @@ def write_tiny_roberta(directory: str | Path, words: Sequence[str] = VOCABULARY,
         pad_token_id=1,
         bos_token_id=0,
         eos_token_id=2,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     torch.manual_seed(seed)
     RobertaModel(config, add_pooling_layer=False).save_pretrained(str(directory))

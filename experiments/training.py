@@ -35,7 +35,7 @@ __all__ = [
     "fit",
     "micro_batches",
     "resolve_precision",
-    "store_frozen_matmul_weights",
+    "store_frozen_matmul_params",
 ]
 
 
@@ -59,7 +59,21 @@ class TrainSettings:
     checkpoint_every_steps: int = 500
     eval_every_epoch: bool = True
     frozen_weights_in_compute_dtype: bool = True
+    compile: bool | str = "auto"
     seed: int = 0
+
+    def compile_mode(self, device: torch.device) -> str | None:
+        """The ``torch.compile`` mode for the training forward, or None for eager.
+
+        ``auto`` compiles (inductor's default mode) on a GPU, where eager PyTorch is bound by kernel
+        launches, and stays eager on a CPU; ``true``/``false`` force it; a string names the mode
+        (e.g. ``reduce-overhead`` for CUDA graphs when sequence lengths are fixed).
+        """
+        if self.compile in (False, "false", None):
+            return None
+        if self.compile == "auto":
+            return "default" if device.type == "cuda" else None
+        return "default" if self.compile in (True, "true") else str(self.compile)
 
     def __post_init__(self) -> None:
         for name in ("lr", "epochs", "batch_size"):
@@ -109,21 +123,24 @@ def _matmul_modules() -> tuple[type[nn.Module], ...]:
     return tuple(kinds)
 
 
-def store_frozen_matmul_weights(model: nn.Module, dtype: torch.dtype) -> int:
-    """Keep frozen linear weights in the autocast dtype; return how many were converted.
+def store_frozen_matmul_params(model: nn.Module, dtype: torch.dtype) -> int:
+    """Keep frozen linear weights and biases in the autocast dtype; return how many tensors were converted.
 
-    Autocast re-casts fp32 weights to bf16 on every forward and caches the cast only for weights that
-    require grad, so frozen weights (LoRA's W0, BitFit's weights) would be re-read and re-cast every
-    step. Storing them in bf16 once gives the bit-identical matmul inputs, half the memory, and no cast.
-    Only matmul weights are touched: norms and embeddings run in fp32 under autocast and keep fp32.
+    Autocast re-casts fp32 tensors to bf16 on every forward and caches the cast only for those that
+    require grad, so frozen weights (LoRA's W0, BitFit's weights) and frozen biases would be re-read and
+    re-cast every step. Storing them in bf16 once gives the bit-identical matmul inputs, half the memory,
+    and no cast kernels. Only matmul modules are touched: norms and embeddings run in fp32 under autocast.
     """
     converted = 0
     for module in model.modules():
-        weight = getattr(module, "weight", None)
-        frozen = isinstance(weight, torch.Tensor) and weight.is_floating_point() and not weight.requires_grad
-        if isinstance(module, _matmul_modules()) and frozen and weight.dtype != dtype:
-            weight.data = weight.data.to(dtype)
-            converted += 1
+        if not isinstance(module, _matmul_modules()):
+            continue
+        for name in ("weight", "bias"):
+            tensor = getattr(module, name, None)
+            frozen = isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not tensor.requires_grad
+            if frozen and tensor.dtype != dtype:
+                tensor.data = tensor.data.to(dtype)
+                converted += 1
     return converted
 
 
@@ -214,7 +231,7 @@ def fit(
     warmup = settings.warmup_steps if settings.warmup_steps is not None else int(settings.warmup_ratio * total_steps)
 
     if precision in ("bf16", "fp16") and settings.frozen_weights_in_compute_dtype:
-        store_frozen_matmul_weights(model, amp_dtype)  # type: ignore[arg-type]
+        store_frozen_matmul_params(model, amp_dtype)  # type: ignore[arg-type]
     optimizer = _optimizer(model, settings, device)
     scheduler = _linear_schedule(optimizer, warmup, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -230,6 +247,11 @@ def fit(
         if ctx.enabled
         else model
     )
+    mode = settings.compile_mode(device)
+    if mode is not None:
+        # Graph breaks and unsupported constructs fall back to eager instead of failing the run.
+        torch._dynamo.config.suppress_errors = True
+        wrapped = torch.compile(wrapped, mode=mode)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
 
     # Running sums stay on the device: reading them every step would stall the GPU.

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 import lora
 from experiments.distributed import DistContext
-from experiments.training import epoch_batches, micro_batches, store_frozen_matmul_weights
+from experiments.training import epoch_batches, micro_batches, store_frozen_matmul_params
 
 
 def test_epoch_batches_are_a_seeded_permutation() -> None:
@@ -37,8 +37,9 @@ def test_frozen_weights_in_bf16_give_bit_identical_autocast_outputs_and_gradient
         nn.init.normal_(layer.lora_B)
     lora.mark_only_lora_as_trainable(model)
     converted = copy.deepcopy(model)
-    assert store_frozen_matmul_weights(converted, torch.bfloat16) == 2
-    assert converted[0].weight.dtype == torch.bfloat16 and converted[1].weight.dtype == torch.float32  # norm kept
+    assert store_frozen_matmul_params(converted, torch.bfloat16) == 4  # two weights, two biases
+    assert converted[0].weight.dtype == converted[0].bias.dtype == torch.bfloat16
+    assert converted[1].weight.dtype == torch.float32  # the norm keeps fp32
     assert converted[0].lora_A.dtype == torch.float32  # trainable stays fp32
     x = torch.randn(5, 16)
     outputs, grads = [], []
@@ -50,3 +51,51 @@ def test_frozen_weights_in_bf16_give_bit_identical_autocast_outputs_and_gradient
         grads.append([p.grad.clone() for p in m.parameters() if p.requires_grad])
     assert torch.equal(outputs[0], outputs[1])
     assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+
+
+def test_compile_mode_defaults_to_compiling_on_gpu_only() -> None:
+    from experiments.training import TrainSettings
+
+    auto = TrainSettings(lr=1.0, epochs=1, batch_size=1)
+    assert auto.compile_mode(torch.device("cuda")) == "default" and auto.compile_mode(torch.device("cpu")) is None
+    assert TrainSettings(lr=1.0, epochs=1, batch_size=1, compile=False).compile_mode(torch.device("cuda")) is None
+    forced = TrainSettings(lr=1.0, epochs=1, batch_size=1, compile="reduce-overhead")
+    assert forced.compile_mode(torch.device("cpu")) == "reduce-overhead"
+
+
+def test_compiled_training_follows_the_eager_trajectory(tmp_path) -> None:
+    from experiments.training import TrainSettings, fit
+
+    def run(compile_setting: bool) -> tuple[list[dict], torch.Tensor]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 1))
+        lora.inject_lora(model, ["0", "2"], r=2, lora_alpha=4)
+        lora.mark_only_lora_as_trainable(model, bias="all")
+        data = [(torch.randn(6, generator=torch.Generator().manual_seed(i)), float(i % 3)) for i in range(24)]
+
+        def collate(items):
+            return {"x": torch.stack([x for x, _ in items]), "y": torch.tensor([y for _, y in items])}
+
+        def loss_sum(m, batch):
+            return ((m(batch["x"]).squeeze(-1) - batch["y"]) ** 2).sum()
+
+        settings = TrainSettings(lr=1e-2, epochs=2, batch_size=8, compile=compile_setting, checkpoint_every_steps=0)
+        outcome = fit(
+            model,
+            data,
+            collate,
+            loss_sum,
+            lambda m, e: {},
+            settings,
+            tmp_path / str(compile_setting),
+            DistContext(0, 1, 0, torch.device("cpu")),
+            fingerprint="t",
+            log=lambda _: None,
+        )
+        return outcome.history, model[0].lora_B.detach().clone()
+
+    eager_history, eager_b = run(False)
+    compiled_history, compiled_b = run(True)
+    for eager, compiled in zip(eager_history, compiled_history, strict=True):
+        assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-5)
+    torch.testing.assert_close(compiled_b, eager_b, rtol=1e-5, atol=1e-6)
