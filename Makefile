@@ -81,11 +81,15 @@ report: $(STAMP)
 analysis: $(STAMP)
 	$(PY) -m experiments.analysis pair $(ARGS)
 
+# Layer and training-step benchmarks against PEFT and loralib (GPU: bf16; tables in results/bench/).
 bench: $(STAMP)
 	$(PY) -m benchmarks.layers $(ARGS)
+	$(PY) -m benchmarks.training $(ARGS)
 
+# The same on CPU with small shapes, for a local check.
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.layers --quick $(ARGS)
+	$(PY) -m benchmarks.training --quick --variants ours_eager,peft_eager,full_ft $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun

@@ -238,13 +238,13 @@ def measure_training(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    if device.type == "cuda":  # before warm-up: compiled variants allocate their CUDA-graph pools there
+        torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
     for _ in range(warmup):
         step()
     _sync(device)
     warmup_s = time.perf_counter() - started
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(steps):
         if device.type == "cuda":

@@ -27,13 +27,14 @@ from experiments.lm import encode_prompt_target, generate, lm_collate, lm_loss_s
 from experiments.methods import apply_method
 from experiments.models import load_causal_lm, load_tokenizer
 from experiments.recipes import e2e_recipe, register_resolvers
-from experiments.results import config_hash, environment, write_result
+from experiments.results import config_hash, write_result
 from experiments.runner import (
     hydra_output_dir,
     plain_config,
     prepare_run_dir,
     remove_checkpoint,
     run_hydra_job,
+    run_record,
     save_trained,
 )
 from experiments.training import fit
@@ -148,67 +149,30 @@ def run_e2e(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         scores = None
         print(f"scoring pending ({error}); score later with python -m experiments.e2e_eval --run {run_dir}")
     recipe = e2e_recipe(model_cfg["recipe"], method["name"], plain["preset"]["name"])
-    result: dict[str, Any] = {
-        "status": "completed",
-        "family": "e2e",
-        "task": "e2e",
-        "model": model_cfg["name"],
-        "model_source": model_cfg["name_or_path"],
-        "method": method["name"],
-        "seed": plain["seed"],
-        "preset": plain["preset"]["name"],
-        "hyperparameters": {
-            "r": method.get("r"),
-            "lora_alpha": method.get("lora_alpha"),
-            "lora_dropout": method.get("lora_dropout"),
-            "targets": method.get("targets"),
-            "use_rslora": method.get("use_rslora"),
-            "lr": settings.lr,
-            "global_batch_size": settings.batch_size,
-            "epochs": settings.epochs,
-            "max_seq_length": max_len,
-            "weight_decay": settings.weight_decay,
-            "warmup_steps": settings.warmup_steps,
-            "label_smoothing": train["label_smoothing"],
-            **decode,
-        },
-        "recipe": recipe.as_dict(),
-        "main_metric": task["main_metric"],
-        "main_metric_value": scores.get(task["main_metric"]) if scores else None,
-        "metrics": {
+    result = run_record(plain, "e2e", "e2e", settings, applied, outcome, ctx, run_dir, started)
+    result["hyperparameters"].update(label_smoothing=train["label_smoothing"], **decode)
+    result.update(
+        recipe=recipe.as_dict(),
+        main_metric=task["main_metric"],
+        main_metric_value=scores.get(task["main_metric"]) if scores else None,
+        metrics={
             "per_epoch": outcome.history,
             "test": scores,
             "best": scores,
             "last": scores,
             "best_epoch": outcome.history[-1]["epoch"] if outcome.history else None,
         },
-        "trainable_params": counts.trainable,
-        "trainable_params_with_head": counts.trainable_with_head,
-        "lora_params": counts.lora,
-        "total_params": counts.total,
-        "adapted_modules": applied.adapted_modules,
-        "scoring_pending": scores is None,
-        "data": {
+        scoring_pending=scores is None,
+        data={
             "source": data.source,
             "train_pairs": len(train_items),
             "valid_pairs": len(valid_items),
             "test_mrs": len(mrs),
             "test_references": sum(len(r) for r in references),
         },
-        "outputs": {"predictions": str(hyp_path), "references": str(ref_path)},
-        "steps": outcome.global_step,
-        "wall_time_s": round(time.perf_counter() - started, 2),
-        "train_time_s": round(outcome.wall_time_s, 2),
-        "decode_time_s": round(decode_time, 2),
-        "tokens_seen": outcome.tokens_seen,
-        "peak_memory_bytes": outcome.peak_memory_bytes,
-        "precision": outcome.precision,
-        "resumed_from_step": outcome.resumed_from_step,
-        "world_size": ctx.world_size,
-        "environment": environment(ctx.device),
-        "run_dir": str(run_dir),
-        "config": plain,
-    }
+        outputs={"predictions": str(hyp_path), "references": str(ref_path)},
+        decode_time_s=round(decode_time, 2),
+    )
     result["saved"] = save_trained(
         model, method, run_dir, [], {"task": "e2e", "model": model_cfg["name"], "seed": plain["seed"]}
     )

@@ -26,7 +26,7 @@ from experiments.methods import apply_method
 from experiments.metrics import compute_metrics
 from experiments.models import load_sequence_classifier, load_tokenizer
 from experiments.recipes import glue_recipe, register_resolvers
-from experiments.results import config_hash, environment, write_result
+from experiments.results import config_hash, write_result
 from experiments.runner import (
     hydra_output_dir,
     load_lora_init,
@@ -34,6 +34,7 @@ from experiments.runner import (
     prepare_run_dir,
     remove_checkpoint,
     run_hydra_job,
+    run_record,
     save_trained,
     summarize_history,
 )
@@ -187,57 +188,20 @@ def run_glue(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     )
     summary = summarize_history(outcome.history, task.main_metric)
     recipe = glue_recipe(model_cfg["recipe"], method["name"], task.name, plain["preset"]["name"])
-    result: dict[str, Any] = {
-        "status": "completed",
-        "family": "glue",
-        "task": task.name,
-        "model": model_cfg["name"],
-        "model_source": model_cfg["name_or_path"],
-        "method": method["name"],
-        "seed": plain["seed"],
-        "preset": plain["preset"]["name"],
-        "hyperparameters": {
-            "r": method.get("r"),
-            "lora_alpha": method.get("lora_alpha"),
-            "lora_dropout": method.get("lora_dropout"),
-            "targets": method.get("targets"),
-            "use_rslora": method.get("use_rslora"),
-            "lr": settings.lr,
-            "global_batch_size": settings.batch_size,
-            "epochs": settings.epochs,
-            "max_seq_length": max_len,
-            "weight_decay": settings.weight_decay,
-            "warmup_ratio": settings.warmup_ratio,
-            "max_grad_norm": settings.max_grad_norm,
-            "init_from": init_adapter or "pretrained",
-        },
-        "recipe": recipe.as_dict(),
-        "main_metric": task.main_metric,
-        "main_metric_value": summary["best"][task.main_metric] if summary["best"] else None,
-        "metrics": {"per_epoch": outcome.history, **summary},
-        "trainable_params": counts.trainable,
-        "trainable_params_with_head": counts.trainable_with_head,
-        "lora_params": counts.lora,
-        "total_params": counts.total,
-        "adapted_modules": applied.adapted_modules,
-        "data": {
+    result = run_record(plain, "glue", task.name, settings, applied, outcome, ctx, run_dir, started)
+    result["hyperparameters"]["init_from"] = init_adapter or "pretrained"
+    result.update(
+        recipe=recipe.as_dict(),
+        main_metric=task.main_metric,
+        main_metric_value=summary["best"][task.main_metric] if summary["best"] else None,
+        metrics={"per_epoch": outcome.history, **summary},
+        data={
             "source": data.source,
             "train_examples": len(train_items),
             "eval_examples": {k: len(v) for k, v in eval_items.items()},
             "skipped_rows": data.skipped_rows,
         },
-        "steps": outcome.global_step,
-        "wall_time_s": round(time.perf_counter() - started, 2),
-        "train_time_s": round(outcome.wall_time_s, 2),
-        "tokens_seen": outcome.tokens_seen,
-        "peak_memory_bytes": outcome.peak_memory_bytes,
-        "precision": outcome.precision,
-        "resumed_from_step": outcome.resumed_from_step,
-        "world_size": ctx.world_size,
-        "environment": environment(ctx.device),
-        "run_dir": str(run_dir),
-        "config": plain,
-    }
+    )
     if ctx.is_main:
         result["saved"] = save_trained(
             model,

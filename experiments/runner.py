@@ -4,6 +4,7 @@ that records failed sweep jobs, saving what trained, and best/last summaries."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 
 import lora
 from experiments.atomic import atomic_write
+from experiments.distributed import DistContext
+from experiments.methods import AppliedMethod
 from experiments.recipes import register_resolvers
-from experiments.results import method_tag, read_result, write_failure
+from experiments.results import environment, method_tag, read_result, write_failure
+from experiments.training import FitOutcome, TrainSettings
 
 __all__ = [
     "hydra_output_dir",
@@ -22,6 +26,7 @@ __all__ = [
     "prepare_run_dir",
     "remove_checkpoint",
     "run_hydra_job",
+    "run_record",
     "save_trained",
     "summarize_history",
 ]
@@ -122,6 +127,61 @@ def _overrides() -> list[str]:
         return list(HydraConfig.get().overrides.task)
     except (ImportError, ValueError):
         return []
+
+
+def run_record(
+    plain: Mapping[str, Any],
+    family: str,
+    task_name: str,
+    settings: TrainSettings,
+    applied: AppliedMethod,
+    outcome: FitOutcome,
+    ctx: DistContext,
+    run_dir: Path,
+    started: float,
+) -> dict[str, Any]:
+    """The fields every runner's ``result.json`` shares: identity, settings, counts, cost, provenance.
+
+    Runners add their own: task-specific hyperparameters, ``metrics``, ``recipe`` and ``data``.
+    """
+    method, model_cfg, counts = plain["method"], plain["model"], applied.counts
+    return {
+        "status": "completed",
+        "family": family,
+        "task": task_name,
+        "model": model_cfg["name"],
+        "model_source": model_cfg["name_or_path"],
+        "method": method["name"],
+        "seed": plain["seed"],
+        "preset": plain["preset"]["name"],
+        "hyperparameters": {
+            **{key: method.get(key) for key in ("r", "lora_alpha", "lora_dropout", "targets", "use_rslora")},
+            "lr": settings.lr,
+            "global_batch_size": settings.batch_size,
+            "epochs": settings.epochs,
+            "max_seq_length": plain["train"]["max_seq_length"],
+            "weight_decay": settings.weight_decay,
+            "warmup_ratio": settings.warmup_ratio,
+            "warmup_steps": settings.warmup_steps,
+            "max_grad_norm": settings.max_grad_norm,
+        },
+        "trainable_params": counts.trainable,
+        "trainable_params_with_head": counts.trainable_with_head,
+        "lora_params": counts.lora,
+        "total_params": counts.total,
+        "adapted_modules": applied.adapted_modules,
+        "steps": outcome.global_step,
+        "wall_time_s": round(time.perf_counter() - started, 2),
+        "train_time_s": round(outcome.wall_time_s, 2),
+        "tokens_seen": outcome.tokens_seen,
+        "peak_memory_bytes": outcome.peak_memory_bytes,
+        "precision": outcome.precision,
+        "resumed_from_step": outcome.resumed_from_step,
+        "world_size": ctx.world_size,
+        "environment": environment(ctx.device),
+        "run_dir": str(run_dir),
+        "config": dict(plain),
+    }
 
 
 def summarize_history(history: Sequence[Mapping[str, Any]], main_key: str) -> dict[str, Any]:

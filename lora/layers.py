@@ -202,7 +202,45 @@ class Embedding(LoRALayer, nn.Embedding):
         return f"{nn.Embedding.extra_repr(self)}, {self._lora_extra_repr()}"
 
 
-class Linear(LoRALayer, nn.Linear):
+class _LinearLoRA(LoRALayer, nn.Linear):
+    """What ``Linear`` and ``MergedLinear`` share: the GPT-2 weight layout, init, and the fused forward."""
+
+    fan_in_fan_out: bool
+
+    def _finish_init(self, fan_in_fan_out: bool) -> None:
+        # loralib's order of random draws (nn.Linear's init, then A's), so a seed gives loralib's values.
+        self.reset_parameters()
+        if fan_in_fan_out:
+            self.weight.data = self.weight.data.transpose(0, 1).contiguous()
+
+    def reset_parameters(self) -> None:
+        nn.Linear.reset_parameters(self)
+        if "lora_A" in self._parameters:
+            self.reset_lora_parameters()
+
+    def reset_lora_parameters(self) -> None:
+        _kaiming_uniform_(self.lora_A)
+        nn.init.zeros_(self.lora_B)
+
+    def _oriented(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.transpose(0, 1) if self.fan_in_fan_out else weight
+
+    def full_b(self) -> torch.Tensor:
+        """B as an (out_features, rank) matrix, so that ``dW = scaling * full_b() @ lora_A``."""
+        return self.lora_B
+
+    def delta_weight(self) -> torch.Tensor:
+        return self._oriented(self.full_b() @ self.lora_A) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = F.linear(x, self._oriented(self._weight_for_forward()), self.bias)
+        if self.has_lora and not self.merged:
+            after_a = F.linear(_lora_input(self.lora_dropout(x), self.lora_A), self.lora_A)
+            result = _add_lora(result, after_a, self.full_b(), self.scaling)
+        return result
+
+
+class Linear(_LinearLoRA):
     """``nn.Linear`` with a LoRA update; ``fan_in_fan_out`` stores ``weight`` as (in, out) like GPT-2."""
 
     def __init__(
@@ -223,42 +261,18 @@ class Linear(LoRALayer, nn.Linear):
         if self.r > 0:
             self._create_lora_parameters(self.weight.device, self.weight.dtype)
             self.weight.requires_grad = False
-        self.reset_parameters()
-        if fan_in_fan_out:
-            self.weight.data = self.weight.data.transpose(0, 1).contiguous()
+        self._finish_init(fan_in_fan_out)
 
     def _create_lora_parameters(self, device: torch.device, dtype: torch.dtype) -> None:
         self.lora_A = nn.Parameter(torch.zeros((self.r, self.in_features), device=device, dtype=dtype))
         self.lora_B = nn.Parameter(torch.zeros((self.out_features, self.r), device=device, dtype=dtype))
-
-    def reset_parameters(self) -> None:
-        nn.Linear.reset_parameters(self)
-        if "lora_A" in self._parameters:
-            self.reset_lora_parameters()
-
-    def reset_lora_parameters(self) -> None:
-        _kaiming_uniform_(self.lora_A)
-        nn.init.zeros_(self.lora_B)
-
-    def _oriented(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight.transpose(0, 1) if self.fan_in_fan_out else weight
-
-    def delta_weight(self) -> torch.Tensor:
-        return self._oriented(self.lora_B @ self.lora_A) * self.scaling
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        result = F.linear(x, self._oriented(self._weight_for_forward()), self.bias)
-        if self.has_lora and not self.merged:
-            after_a = F.linear(_lora_input(self.lora_dropout(x), self.lora_A), self.lora_A)
-            result = _add_lora(result, after_a, self.lora_B, self.scaling)
-        return result
 
     def extra_repr(self) -> str:
         fifo = ", fan_in_fan_out=True" if self.fan_in_fan_out else ""
         return f"{nn.Linear.extra_repr(self)}{fifo}, {self._lora_extra_repr()}"
 
 
-class MergedLinear(LoRALayer, nn.Linear):
+class MergedLinear(_LinearLoRA):
     """A fused projection (e.g. GPT-2's q/k/v ``c_attn``) whose equal output slices are adapted separately.
 
     ``enable_lora`` has one flag per slice; each enabled slice gets its own rank-``r`` pair, stacked
@@ -285,9 +299,7 @@ class MergedLinear(LoRALayer, nn.Linear):
         if self.r > 0 and any(self.enable_lora):
             self._create_lora_parameters(self.weight.device, self.weight.dtype)
             self.weight.requires_grad = False
-        self.reset_parameters()
-        if fan_in_fan_out:
-            self.weight.data = self.weight.data.transpose(0, 1).contiguous()
+        self._finish_init(fan_in_fan_out)
 
     @property
     def n_slices(self) -> int:
@@ -311,39 +323,17 @@ class MergedLinear(LoRALayer, nn.Linear):
         placement[enabled, torch.arange(n)] = 1.0
         self.register_buffer("_slice_placement", placement, persistent=False)
 
-    def reset_parameters(self) -> None:
-        nn.Linear.reset_parameters(self)
-        if "lora_A" in self._parameters:
-            self.reset_lora_parameters()
-
-    def reset_lora_parameters(self) -> None:
-        _kaiming_uniform_(self.lora_A)
-        nn.init.zeros_(self.lora_B)
-
-    def _oriented(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight.transpose(0, 1) if self.fan_in_fan_out else weight
-
-    def block_b(self) -> torch.Tensor:
+    def full_b(self) -> torch.Tensor:
         """B laid out for all outputs: (out_features, r * n_enabled), block-diagonal over enabled slices.
 
         Slice ``g`` (the k-th enabled one) reads columns ``k*r:(k+1)*r``; disabled slices are zero rows.
-        With it the update is one rank-``r * n_enabled`` product, ``dW = block_b() @ lora_A``, built by a
+        With it the update is one rank-``r * n_enabled`` product, ``dW = full_b() @ lora_A``, built by a
         single broadcast multiply with the constant slice-placement matrix.
         """
         n, size, r = self.n_enabled, self.slice_size, self.r
         placement = self._slice_placement.to(self.lora_B.dtype).view(self.n_slices, 1, n, 1)
         per_slice = self.lora_B.view(n, size, r).transpose(0, 1).unsqueeze(0)  # (1, size, n, r)
         return (placement * per_slice).reshape(self.out_features, n * r)
-
-    def delta_weight(self) -> torch.Tensor:
-        return self._oriented(self.block_b() @ self.lora_A) * self.scaling
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        result = F.linear(x, self._oriented(self._weight_for_forward()), self.bias)
-        if self.has_lora and not self.merged:
-            after_a = F.linear(_lora_input(self.lora_dropout(x), self.lora_A), self.lora_A)
-            result = _add_lora(result, after_a, self.block_b(), self.scaling)
-        return result
 
     def extra_repr(self) -> str:
         fifo = ", fan_in_fan_out=True" if self.fan_in_fan_out else ""

@@ -64,14 +64,8 @@ def whole_layer_factors(layer: MergedLinear) -> tuple[torch.Tensor, torch.Tensor
     The same dropout mask feeds every slice in both forms, so training steps agree too (though
     further PEFT training may fill the zero blocks).
     """
-    r, size = layer.r, layer.slice_size
-    a = layer.lora_A.detach()
-    b = layer.lora_B.detach()
-    whole_b = b.new_zeros((layer.out_features, r * layer.n_enabled))
-    enabled = [index for index, flag in enumerate(layer.enable_lora) if flag]
-    for j, index in enumerate(enabled):
-        whole_b[index * size : (index + 1) * size, j * r : (j + 1) * r] = b[j * size : (j + 1) * size]
-    return a, whole_b
+    with torch.no_grad():
+        return layer.lora_A.detach().clone(), layer.full_b().detach().clone()
 
 
 def peft_lora_alpha(layer: LoRALayer, rank: int, use_rslora: bool) -> float:
