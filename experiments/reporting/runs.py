@@ -277,6 +277,19 @@ def _varying_keys(settings: Sequence[Mapping[str, Any]]) -> list[str]:
     return varying
 
 
+_RECIPE_OVERRIDES = {f"train.{key}" for key in _RECIPE_TRAIN_KEYS}
+
+
+def _departures(settings: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Keys in which runs leave the recipe (an overridden lr, batch, epochs or length) or subsample the data."""
+    keys = set()
+    for setting in settings:
+        for key, value in setting["optional"].items():
+            if key in _RECIPE_OVERRIDES or (key.startswith("data.max_") and value is not None):
+                keys.add(key)
+    return keys
+
+
 def load_runs(directories: Iterable[str | Path], include_quick: bool = False) -> pd.DataFrame:
     """All runs under ``directories`` as a DataFrame with :data:`COLUMNS` (one row per run, any status)."""
     rows = [run_record(path) for path in find_run_files(directories, include_quick)]
@@ -287,6 +300,8 @@ def load_runs(directories: Iterable[str | Path], include_quick: bool = False) ->
         # LoRA-only keys vary only among LoRA runs; absent for other methods is not a difference.
         lora_only = {"lora_dropout", "bias"}
         shown = [k for k in shown if k not in lora_only] + [k for k in _varying_keys(lora_members) if k in lora_only]
+        # Departures from the paper's setting are named even when every run shares them.
+        shown += sorted(_departures([row["_settings"] for row in members]) - set(shown))
         for row in members:
             settings = row["_settings"]
             row.update({k: settings[k] for k in ("method", "preset", "r", "lora_alpha", "use_rslora", "targets")})

@@ -472,3 +472,14 @@ def test_tables_5_and_18_match_paper_md() -> None:
         row = paper_numbers.TABLE18[int(r)]
         assert (row["BLEU"].value, row["NIST"].value, row["CIDEr"].value) == (bleu, nist, cider)
         assert (row["METEOR"].value, row["ROUGE_L"].value) == pytest.approx((100 * meteor, 100 * rouge))
+
+
+def test_shared_departures_from_the_recipe_are_named_in_every_label(tmp_path: Path) -> None:
+    overrides = (MINILM, "task=mrpc", "train.epochs=5", "data.max_train_examples=100")
+    write_run(tmp_path, (*overrides, "method=lora"), 0, 0.7)
+    write_run(tmp_path, (*overrides, "method=full_ft"), 0, 0.8)
+    labels = set(load_runs([tmp_path])["variant"])
+    assert labels == {
+        "LoRA r=8 α=8 Wq+Wv, preset paper; data.max_train_examples=100, train.epochs=5",
+        "Full FT, preset paper; data.max_train_examples=100, train.epochs=5",
+    }
