@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 import lora
 from benchmarks.common import device_name, markdown_table, write_jsonl
+from experiments.methods import BitFit
 from experiments.training import store_frozen_matmul_params
 
 VOCAB_QUICK = 1000
@@ -106,22 +107,13 @@ def loss_of(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 # -- the variants ------------------------------------------------------------------------------------
 
 
-def _freeze_all_but(model: nn.Module, keep: Callable[[str], bool]) -> nn.Module:
-    for name, param in model.named_parameters():
-        param.requires_grad = keep(name)
-    return model
-
-
-def _is_head(workload: Workload, name: str) -> bool:
-    return any(name.startswith(f"{h}.") for h in workload.head)
-
-
 def variant_full_ft(model: nn.Module, workload: Workload) -> nn.Module:
     return model
 
 
 def variant_bitfit(model: nn.Module, workload: Workload) -> nn.Module:
-    return _freeze_all_but(model, lambda n: n.endswith("bias") or _is_head(workload, n))
+    BitFit({"name": "bitfit"}).prepare(model, list(workload.head))
+    return model
 
 
 def variant_ours(model: nn.Module, workload: Workload) -> nn.Module:
@@ -172,7 +164,7 @@ def variant_loralib(model: nn.Module, workload: Workload) -> nn.Module:
         setattr(parent, leaf, new.to(module.weight.device))
     loralib.mark_only_lora_as_trainable(model)
     for name, param in model.named_parameters():
-        if _is_head(workload, name):
+        if lora.in_modules(name, workload.head):
             param.requires_grad = True
     return model
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from experiments.methods import METHODS
 from lora.adapter import CONFIG_FILE, read_adapter
 from lora.architectures import ARCHITECTURES, PAPER_MATRICES
 
@@ -135,7 +136,7 @@ def _resolve(path: Path, seed: int | None) -> Path:
         result = path / "result.json"
         if result.is_file():
             method = json.loads(result.read_text(encoding="utf-8")).get("method")
-            if method != "lora":
+            if method not in METHODS or METHODS[method].artefact != "adapter":
                 raise AnalysisInputError(
                     f"{path} is a {method} run, which has no LoRA adapter; pass the run directory of a LoRA run"
                 )
@@ -185,6 +186,11 @@ def _layer_matrices(
     a, b = tensors.get(f"{module}.lora_A"), tensors.get(f"{module}.lora_B")
     if a is None or b is None:
         raise _corrupt(path, module, "its lora_A or lora_B tensor is missing")
+    if record.get("use_dora"):
+        raise AnalysisInputError(
+            f"{path} is a DoRA adapter ({module}): its update is not scaling * B A alone (a learned magnitude "
+            "rescales W0 + dW), so the Section 7 analyses, defined on dW = B A, do not apply; analyse LoRA runs"
+        )
     r = record["r"]
     scaling = record["lora_alpha"] / (math.sqrt(r) if record["use_rslora"] else r)
     fifo = bool(record["fan_in_fan_out"])

@@ -7,16 +7,19 @@ all references of that MR (the test set has 4,693 pairs over 630 MRs).
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
+import io
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.data_files import DataError, check_limit, data_fingerprint, decode_utf8, files_fingerprint
 from experiments.e2e_metrics.formats import read_mr_text_file
-from experiments.glue_data import DataError
 from experiments.hub import require_hub
 
-__all__ = ["E2EData", "E2EPair", "load_e2e", "read_challenge_csv", "read_lora_txt"]
+__all__ = ["E2EData", "E2EPair", "e2e_data_fingerprint", "load_e2e", "read_challenge_csv", "read_lora_txt"]
+
+SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,13 @@ class E2EPair:
 
 @dataclass
 class E2EData:
-    """The three splits and where they came from."""
+    """The three splits, where they came from, and their content fingerprint (see e2e_data_fingerprint)."""
 
     train: list[E2EPair]
     valid: list[E2EPair]
     test: list[E2EPair]
     source: str
+    fingerprint: str
 
 
 def read_lora_txt(path: Path) -> list[E2EPair]:
@@ -47,15 +51,54 @@ def read_lora_txt(path: Path) -> list[E2EPair]:
     return pairs
 
 
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Rows of a UTF-8 CSV with the line each starts on; csv's own errors (e.g. a runaway quote) name file and line."""
+    rows = csv.reader(io.StringIO(decode_utf8(path.read_bytes(), path), newline=""))
+    while True:
+        line_no = rows.line_num + 1
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise DataError(
+                f"{path}:{line_no}: {error} (allowed: CSV fields under {csv.field_size_limit():,} characters); "
+                "check the quoting from this line on: an unbalanced '\"' swallows the lines after it"
+            ) from None
+        yield line_no, row
+
+
 def read_challenge_csv(path: Path) -> list[E2EPair]:
-    """The E2E challenge release's CSVs (columns ``mr`` and ``ref``)."""
+    """The E2E challenge release's CSVs (columns ``mr`` and ``ref``); blank lines are skipped.
+
+    Raises:
+        DataError: naming file and line, for a row with the wrong column count or an empty MR or reference.
+    """
     if not path.is_file():
         raise DataError(f"{path} not found")
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"mr", "ref"} <= set(reader.fieldnames):
-            raise DataError(f"{path}: expected columns 'mr' and 'ref', found {reader.fieldnames}")
-        return [E2EPair(row["mr"].strip(), row["ref"].strip()) for row in reader]
+    rows = _csv_rows(path)
+    _, header = next(rows, (1, []))
+    if not header:
+        raise DataError(f"{path}: empty file (allowed: a header 'mr,ref', then one row per pair); check the copy")
+    if not {"mr", "ref"} <= set(header):
+        raise DataError(f"{path}:1: header lacks 'mr' or 'ref' (found: {header}); point data.dir at the challenge CSVs")
+    mr_idx, ref_idx = header.index("mr"), header.index("ref")
+    pairs = []
+    for line_no, row in rows:
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}:{line_no}: row has {len(row)} columns (allowed: {len(header)}, as in the header); fix the row"
+            )
+        mr, ref = row[mr_idx].strip(), row[ref_idx].strip()
+        if not (mr and ref):
+            empty = "MR" if not mr else "reference"
+            raise DataError(f"{path}:{line_no}: empty {empty} (allowed: non-empty 'mr' and 'ref'); fix the row")
+        pairs.append(E2EPair(mr, ref))
+    if not pairs:
+        raise DataError(f"{path} has no examples")
+    return pairs
 
 
 def _detect_format(folder: Path, files: Mapping[str, str], csv_files: Mapping[str, str]) -> str:
@@ -69,7 +112,47 @@ def _detect_format(folder: Path, files: Mapping[str, str], csv_files: Mapping[st
     )
 
 
-def _from_hub(dataset: str, splits: Mapping[str, str], fields: Mapping[str, str]) -> E2EData:
+def _split_files(task: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[str, dict[str, Path]]:
+    """The format and the file of each split under ``data['dir']``; every file exists."""
+    folder = Path(data["dir"]).expanduser()
+    if not folder.is_dir():
+        raise DataError(
+            f"data.dir={folder} does not exist; point it at the E2E folder (train.txt, valid.txt, test.txt "
+            "in MR||text lines, e.g. ../shared/data/e2e) or leave it null for the hub"
+        )
+    fmt = data.get("format", "auto")
+    if fmt == "auto":
+        fmt = _detect_format(folder, task["files"], task["csv_files"])
+    if fmt not in ("lora_txt", "csv"):
+        raise DataError(f"data.format must be auto, lora_txt or csv; got {fmt!r}")
+    names = task["files"] if fmt == "lora_txt" else task["csv_files"]
+    files = {split: folder / names[split] for split in SPLITS}
+    for path in files.values():
+        if not path.is_file():
+            raise DataError(f"{path} not found: data.format={fmt} needs {', '.join(names.values())} in data.dir")
+    return fmt, files
+
+
+def _limits(data: Mapping[str, Any]) -> dict[str, int | None]:
+    """The row limits the reader applies (hashed into the fingerprint); refuses non-positive ones."""
+    keys = ("max_train_examples", "max_valid_examples")
+    return {key: check_limit(f"data.{key}", data.get(key)) for key in keys}
+
+
+def e2e_data_fingerprint(task: Mapping[str, Any], data: Mapping[str, Any]) -> str | None:
+    """The fingerprint :func:`load_e2e` records, by hashing the files without parsing them.
+
+    Cheap enough for a runner to compare with a finished run's before loading anything; None for the hub,
+    whose fingerprint is known only once the dataset is loaded.
+    """
+    limits = _limits(data)
+    if not data.get("dir"):
+        return None
+    fmt, files = _split_files(task, data)
+    return files_fingerprint(files, {"format": fmt, **limits})
+
+
+def _from_hub(dataset: str, splits: Mapping[str, str], fields: Mapping[str, str], limits: dict[str, Any]) -> E2EData:
     require_hub(f"E2E NLG from the hub ({dataset})")
     import datasets
 
@@ -81,31 +164,32 @@ def _from_hub(dataset: str, splits: Mapping[str, str], fields: Mapping[str, str]
             E2EPair(mr.strip(), text.strip()) for mr, text in zip(rows[fields["mr"]], rows[fields["text"]], strict=True)
         ]
 
-    return E2EData(convert(splits["train"]), convert(splits["valid"]), convert(splits["test"]), f"hub:{dataset}")
+    digests = {split: loaded[splits[split]]._fingerprint for split in SPLITS}
+    return E2EData(
+        *(convert(splits[split]) for split in SPLITS),
+        source=f"hub:{dataset}",
+        fingerprint=data_fingerprint(digests, {"format": "hub", **limits}),
+    )
 
 
 def load_e2e(task: Mapping[str, Any], data: Mapping[str, Any]) -> E2EData:
-    """Load the splits from ``data['dir']`` (format ``auto``, ``lora_txt`` or ``csv``) or the hub."""
+    """Load the splits from ``data['dir']`` (format ``auto``, ``lora_txt`` or ``csv``) or the hub.
+
+    Raises:
+        DataError: a file is missing or a line is malformed (naming file and line).
+        ValueError: a row limit is not a positive integer or None.
+    """
+    limits = _limits(data)
     if not data.get("dir"):
-        loaded = _from_hub(data["hub_dataset"], task["hub_splits"], task["hub_fields"])
+        loaded = _from_hub(data["hub_dataset"], task["hub_splits"], task["hub_fields"], limits)
     else:
-        folder = Path(data["dir"]).expanduser()
-        if not folder.is_dir():
-            raise DataError(
-                f"data.dir={folder} does not exist; point it at the E2E folder (train.txt, valid.txt, test.txt "
-                "in MR||text lines, e.g. ../shared/data/e2e) or leave it null for the hub"
-            )
-        fmt = data.get("format", "auto")
-        if fmt == "auto":
-            fmt = _detect_format(folder, task["files"], task["csv_files"])
-        if fmt not in ("lora_txt", "csv"):
-            raise DataError(f"data.format must be auto, lora_txt or csv; got {fmt!r}")
-        names, reader = (task["files"], read_lora_txt) if fmt == "lora_txt" else (task["csv_files"], read_challenge_csv)
-        loaded = E2EData(
-            *(reader(folder / names[split]) for split in ("train", "valid", "test")), source=f"{fmt}:{folder}"
-        )
-    if data.get("max_train_examples"):
-        loaded.train = loaded.train[: data["max_train_examples"]]
-    if data.get("max_valid_examples"):
-        loaded.valid = loaded.valid[: data["max_valid_examples"]]
+        fmt, files = _split_files(task, data)
+        fingerprint = files_fingerprint(files, {"format": fmt, **limits})
+        reader = read_lora_txt if fmt == "lora_txt" else read_challenge_csv
+        source = f"{fmt}:{files['train'].parent}"
+        loaded = E2EData(*(reader(files[split]) for split in SPLITS), source=source, fingerprint=fingerprint)
+    if limits["max_train_examples"] is not None:
+        loaded.train = loaded.train[: limits["max_train_examples"]]
+    if limits["max_valid_examples"] is not None:
+        loaded.valid = loaded.valid[: limits["max_valid_examples"]]
     return loaded

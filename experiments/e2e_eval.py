@@ -10,6 +10,9 @@ HYP holds one output per line, one line per MR. REF holds the references of each
 with one blank line between MRs (the official multi-reference layout; a file without blank lines is read as
 one reference per MR). Prints a table, then on its last line one JSON object with the keys BLEU, NIST,
 METEOR, ROUGE_L and CIDEr on the official script's scales.
+
+NIST is that of `measure_scores.py -p` (LoRA's evaluation command) unless --nist mteval asks for the
+script's default Perl mteval-v13a-sig.pl; the two differ in the reference length of NIST's length penalty.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from experiments.e2e_metrics import (
     METRIC_NAMES,
+    NIST_VARIANTS,
     E2EFormatError,
     E2EScorer,
     JavaNotFoundError,
@@ -66,6 +70,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ref", help="references, one blank line between MR groups")
     parser.add_argument("--run", nargs="+", help="run directories of experiments.e2e to score in place")
     parser.add_argument("--java", default="java", help="the java executable (default: java on PATH)")
+    parser.add_argument(
+        "--nist",
+        choices=NIST_VARIANTS,
+        default="pymteval",
+        help="NIST as measure_scores.py -p computes it (pymteval, LoRA's command; default) or as its Perl\n"
+        "mteval-v13a-sig.pl does (mteval, the script's default)",
+    )
     args = parser.parse_args(argv)
     if bool(args.run) == bool(args.hyp or args.ref) or (not args.run and not (args.hyp and args.ref)):
         parser.error("give either --hyp and --ref, or --run RUN_DIR")
@@ -93,10 +104,13 @@ def rescore_run(run_dir: str | Path, scorer: E2EScorer) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None, scorer: E2EScorer | None = None) -> int:
-    """Run the CLI; returns the exit status. An open `scorer` may be passed to reuse its METEOR process."""
+    """Run the CLI; returns the exit status. An open `scorer` may be passed to reuse its METEOR process.
+
+    A passed `scorer` computes NIST its own way; --nist then has no effect.
+    """
     args = parse_args(argv)
     if args.run:
-        return _rescore_runs(args.run, args.java, scorer)
+        return _rescore_runs(args.run, args.java, args.nist, scorer)
     try:
         hypotheses = read_hypotheses(args.hyp)
         references = read_references(args.ref)
@@ -104,7 +118,7 @@ def main(argv: Sequence[str] | None = None, scorer: E2EScorer | None = None) -> 
         if scorer is not None:
             scores = scorer.score(hypotheses, references)
         else:
-            with E2EScorer(java=args.java) as own_scorer:
+            with E2EScorer(java=args.java, nist=args.nist) as own_scorer:
                 scores = own_scorer.score(hypotheses, references)
     except E2EFormatError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -117,9 +131,9 @@ def main(argv: Sequence[str] | None = None, scorer: E2EScorer | None = None) -> 
     return 0
 
 
-def _rescore_runs(run_dirs: Sequence[str], java: str, scorer: E2EScorer | None) -> int:
+def _rescore_runs(run_dirs: Sequence[str], java: str, nist: str, scorer: E2EScorer | None) -> int:
     try:
-        with scorer or E2EScorer(java=java) as active:
+        with scorer or E2EScorer(java=java, nist=nist) as active:
             for run_dir in run_dirs:
                 scores = rescore_run(run_dir, active)
                 print(f"{run_dir}: " + " ".join(f"{name} {scores[name]:.4f}" for name in METRIC_NAMES))

@@ -36,6 +36,7 @@ class GlueTask:
     layout: TsvLayout
     eval_splits: dict[str, str] = field(default_factory=dict)  # result name -> TSV file stem
     hub_eval_splits: dict[str, str] = field(default_factory=dict)  # result name -> hub split
+    score_range: tuple[float, float] | None = None  # regression: the gold scores' range (STS-B: 0 to 5)
 
     @property
     def is_regression(self) -> bool:
@@ -61,7 +62,7 @@ def task_from_config(cfg: Mapping[str, Any]) -> GlueTask:
         raise ValueError(
             f"task={cfg.get('name')} is not a GLUE task; run it with its own runner (e.g. python -m experiments.e2e)"
         )
-    tsv = cfg["tsv"]
+    tsv, score_range = cfg["tsv"], cfg.get("score_range")
     return GlueTask(
         name=cfg["name"],
         tsv_dir=cfg["tsv_dir"],
@@ -73,4 +74,5 @@ def task_from_config(cfg: Mapping[str, Any]) -> GlueTask:
         layout=TsvLayout(tuple(tsv["text_columns"]), tsv["label_column"], bool(tsv.get("has_header", True))),
         eval_splits=dict(cfg["eval_splits"]),
         hub_eval_splits=dict(cfg["hub_eval_splits"]),
+        score_range=(float(score_range[0]), float(score_range[1])) if score_range else None,
     )

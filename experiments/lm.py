@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -10,7 +12,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-__all__ = ["IGNORE_INDEX", "encode_prompt_target", "generate", "lm_collate", "lm_loss_sum", "target_tokens"]
+__all__ = [
+    "IGNORE_INDEX",
+    "GeneratedNoRepeatNGram",
+    "encode_prompt_target",
+    "generate",
+    "lm_collate",
+    "lm_loss_sum",
+    "target_tokens",
+]
 
 IGNORE_INDEX = -100
 
@@ -79,6 +89,58 @@ def lm_loss_sum(label_smoothing: float = 0.0) -> Callable[[nn.Module, dict[str, 
     return loss_sum
 
 
+class GeneratedNoRepeatNGram:
+    """A logits processor that bans a token completing an n-gram already in the generated continuation.
+
+    Hugging Face's ``no_repeat_ngram_size`` counts the whole input of a decoder-only model, prompt
+    included, so an E2E text could never copy a 4-token MR value ("5 out of 5", "Crowne Plaza Hotel").
+    The authors' beam search bans repeats among generated tokens only; so does this, given where the
+    continuation starts (every row of a left-padded batch starts at the same position).
+    """
+
+    def __init__(self, ngram_size: int, prompt_length: int) -> None:
+        if ngram_size < 1:
+            raise ValueError(f"decode.no_repeat_ngram_size must be >= 1 to ban repeats, got {ngram_size}")
+        self.n = ngram_size
+        self.prompt_length = prompt_length
+
+    def banned_tokens(self, generated: Sequence[int]) -> set[int]:
+        """Tokens that would repeat an n-gram of ``generated`` if appended to it."""
+        n, tokens = self.n, list(generated)
+        prefix = tuple(tokens[len(tokens) - n + 1 :]) if n > 1 else ()
+        return {tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i : i + n - 1]) == prefix}
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for row, generated in enumerate(input_ids[:, self.prompt_length :].tolist()):
+            banned = self.banned_tokens(generated)
+            if banned:
+                scores[row, sorted(banned)] = -float("inf")
+        return scores
+
+
+@contextmanager
+def _dropped_mask_false_alarm_hidden() -> Iterator[None]:
+    """Hide transformers' "We strongly recommend passing in an `attention_mask`", a false alarm in ``generate``.
+
+    ``model.generate`` drops an all-ones mask (an unpadded batch) before the forward pass; GPT-2's forward,
+    given no mask, then warns whenever the first or last token is ``config.pad_token_id``, which the BOS
+    starting every prompt is when pad == bos == eos. A mask is passed, so only that message is dropped;
+    ``pad_token_id`` or a GenerationConfig cannot stop it: the check reads ``model.config`` and a mask
+    that no longer exists.
+    """
+    source = logging.getLogger("transformers.modeling_utils")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("We strongly recommend passing in an `attention_mask`")
+
+    source.addFilter(keep)
+    try:
+        yield
+    finally:
+        source.removeFilter(keep)
+
+
+@_dropped_mask_false_alarm_hidden()
 def generate(
     model: nn.Module,
     tokenizer: Any,
@@ -91,7 +153,12 @@ def generate(
     max_new_tokens: int,
     batch_size: int,
 ) -> list[str]:
-    """Beam-search one continuation per prompt, cut at the first line break (E2E texts are one line)."""
+    """Beam-search one continuation per prompt, cut at the first line break (E2E texts are one line).
+
+    ``no_repeat_ngram_size`` bans repeated n-grams within the continuation only (0 turns it off).
+    """
+    from transformers import LogitsProcessorList
+
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     outputs: list[str] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="decode", leave=False, dynamic_ncols=True):
@@ -110,7 +177,9 @@ def generate(
             attention_mask=mask.to(device),
             num_beams=num_beams,
             length_penalty=length_penalty,
-            no_repeat_ngram_size=no_repeat_ngram_size,
+            logits_processor=LogitsProcessorList(
+                [GeneratedNoRepeatNGram(no_repeat_ngram_size, width)] if no_repeat_ngram_size else []
+            ),
             max_new_tokens=max_new_tokens,
             early_stopping=True,
             do_sample=False,

@@ -1,65 +1,65 @@
-"""GLUE metrics as GLUE defines them, computed offline (values in [0, 1] / [-1, 1]; reports scale x100)."""
+"""GLUE metrics from scikit-learn and SciPy, the libraries Hugging Face ``evaluate``'s GLUE metric uses.
+
+Values are in [0, 1] or [-1, 1]; reports scale them by 100.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 __all__ = ["METRICS", "accuracy", "compute_metrics", "f1", "matthews_correlation", "pearson", "spearman"]
 
+logger = logging.getLogger(__name__)
+
 
 def accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
-    """Fraction of exact matches."""
-    p, y = np.asarray(predictions), np.asarray(labels)
-    return float((p == y).mean())
+    """Fraction of exact matches (any number of classes)."""
+    return float(accuracy_score(labels, predictions))
 
 
 def f1(predictions: Sequence[int], labels: Sequence[int]) -> float:
-    """F1 of the positive class (label 1), as GLUE reports for MRPC and QQP."""
-    p, y = np.asarray(predictions) == 1, np.asarray(labels) == 1
-    tp = float(np.sum(p & y))
-    denominator = float(np.sum(p) + np.sum(y))
-    return 2.0 * tp / denominator if denominator else 0.0
+    """F1 of the positive class (label 1), as GLUE reports for MRPC and QQP.
+
+    With no positive label nor prediction F1 is undefined: scikit-learn warns and gives 0.0.
+    """
+    return float(f1_score(labels, predictions, pos_label=1, average="binary"))
 
 
 def matthews_correlation(predictions: Sequence[int], labels: Sequence[int]) -> float:
-    """Matthews correlation of a binary prediction (CoLA); 0 when a marginal is constant."""
-    p, y = np.asarray(predictions) == 1, np.asarray(labels) == 1
-    tp, tn = float(np.sum(p & y)), float(np.sum(~p & ~y))
-    fp, fn = float(np.sum(p & ~y)), float(np.sum(~p & y))
-    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return float((tp * tn - fp * fn) / denominator) if denominator else 0.0
+    """Matthews correlation (CoLA); 0.0 when a marginal is constant, scikit-learn's and GLUE's convention."""
+    return float(matthews_corrcoef(labels, predictions))
+
+
+def _correlation(name: str, statistic: Callable, predictions: Sequence[float], labels: Sequence[float]) -> float:
+    """``statistic`` of the pair, or 0.0 with a logged warning when one side is constant.
+
+    A correlation with a constant is undefined (SciPy returns NaN). A NaN dev score would silently corrupt
+    best-epoch selection, which compares scores with ``max`` and ``>`` (a NaN first epoch wins, a NaN
+    epoch is never beaten), so such an epoch scores 0.0 instead: the value of an uninformative predictor,
+    the convention ``matthews_correlation`` already follows, and the value earlier runs recorded. The
+    warning says when that happened, so the number is never taken for a measured one.
+    """
+    p, y = np.asarray(predictions, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    for side, values in (("predictions", p), ("labels", y)):
+        if values.size and np.all(values == values[0]):
+            logger.warning("%s is undefined: all %s are %g; scored 0.0 (no correlation)", name, side, values[0])
+            return 0.0
+    return float(statistic(p, y).statistic)
 
 
 def pearson(predictions: Sequence[float], labels: Sequence[float]) -> float:
-    """Pearson correlation (STS-B); 0 when either side is constant."""
-    p, y = np.asarray(predictions, dtype=np.float64), np.asarray(labels, dtype=np.float64)
-    p, y = p - p.mean(), y - y.mean()
-    denominator = np.sqrt(np.sum(p * p) * np.sum(y * y))
-    return float(np.sum(p * y) / denominator) if denominator else 0.0
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties given their average rank (as Spearman's definition requires)."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2.0 + 1.0
-        start = end + 1
-    return ranks
+    """Pearson correlation (STS-B); 0.0 with a warning when either side is constant (see ``_correlation``)."""
+    return _correlation("pearson", pearsonr, predictions, labels)
 
 
 def spearman(predictions: Sequence[float], labels: Sequence[float]) -> float:
-    """Spearman rank correlation (STS-B): Pearson of the tie-averaged ranks."""
-    p = _average_ranks(np.asarray(predictions, dtype=np.float64))
-    y = _average_ranks(np.asarray(labels, dtype=np.float64))
-    return pearson(p, y)
+    """Spearman rank correlation with tie-averaged ranks (STS-B); 0.0 with a warning for a constant side."""
+    return _correlation("spearman", spearmanr, predictions, labels)
 
 
 METRICS: dict[str, Callable[[Sequence, Sequence], float]] = {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,8 @@ from experiments.hub import require_hub
 __all__ = ["load_causal_lm", "load_sequence_classifier", "load_tokenizer", "resolve_source"]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_source(name_or_path: str) -> str:
@@ -63,7 +68,64 @@ def load_sequence_classifier(
     kwargs["problem_type"] = "regression" if num_labels == 1 else "single_label_classification"
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    return AutoModelForSequenceClassification.from_pretrained(resolve_source(name_or_path), **kwargs)
+    with _load_report_held():
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            resolve_source(name_or_path), output_loading_info=True, **kwargs
+        )
+    _log_new_weights(model, info)
+    return model
+
+
+@contextmanager
+def _load_report_held() -> Iterator[None]:
+    """Hold back transformers' LOAD REPORT table, showing it only if loading fails (its errors refer to it).
+
+    For a classifier the table only says what ``_log_new_weights`` says in one line: the head is new.
+    """
+    source = logging.getLogger("transformers.modeling_utils")
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in record.getMessage():
+            held.append(record)
+            return False
+        return True
+
+    source.addFilter(hold)
+    try:
+        yield
+    except BaseException:
+        source.removeFilter(hold)
+        for record in held:
+            source.handle(record)
+        raise
+    finally:
+        source.removeFilter(hold)
+
+
+def _log_new_weights(model: nn.Module, loading_info: Mapping[str, Any]) -> None:
+    """Say in one line which weights the checkpoint lacked; warn when any is not the task head.
+
+    The head (everything outside the pretrained body ``model.base_model_prefix``) is new by design;
+    a missing body weight means the encoder starts partly random, which no fine-tuning result survives.
+    """
+    body = f"{model.base_model_prefix}."
+    missing = sorted(loading_info["missing_keys"])
+    head = sorted({key.split(".")[0] for key in missing if not key.startswith(body)})
+    if head:
+        logger.info(
+            "%s is new: initialised from torch seed %d (expected: the task head)", ", ".join(head), torch.initial_seed()
+        )
+    body_missing = [key for key in missing if key.startswith(body)]
+    if body_missing:
+        logger.warning(
+            "%d pretrained weight(s) missing from the checkpoint, initialised at random instead: %s",
+            len(body_missing),
+            ", ".join(body_missing),
+        )
+    if loading_info.get("unexpected_keys"):
+        unused = sorted({key.split(".")[0] for key in loading_info["unexpected_keys"]})
+        logger.info("checkpoint weights left unused under: %s", ", ".join(unused))
 
 
 def load_causal_lm(

@@ -2,6 +2,10 @@
 
 A run's directory is a function of its configuration, so the same command finds its own checkpoint
 after a kill; seeds of one configuration share a parent directory, which the report groups by.
+
+Result and failure files are committed and compared across machines, so they hold no machine's paths:
+files of a run are recorded relative to its run directory, the run directory relative to ``results_dir``,
+and paths in the recorded config by :func:`portable_path` (``<results_dir>/...`` or ``<local>/<name>``).
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ import hashlib
 import json
 import platform
 import subprocess
+import sys
+import tempfile
 import traceback
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import torch
@@ -27,6 +33,8 @@ __all__ = [
     "config_hash",
     "environment",
     "method_tag",
+    "portable_config",
+    "portable_path",
     "read_result",
     "write_failure",
     "write_result",
@@ -40,6 +48,8 @@ _NON_SEMANTIC = {"results_dir", "overwrite", "device", "hydra", "seed"}
 _NON_SEMANTIC_TRAIN = {"compile", "checkpoint_every_steps", "per_device_batch_size", "eval_batch_size"}
 _NON_SEMANTIC_DATA = {"dir"}
 _NON_SEMANTIC_DECODE = {"batch_size"}
+LOCAL_MARKER = "<local>"
+RESULTS_MARKER = "<results_dir>"
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
@@ -57,13 +67,9 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
 
 def method_tag(cfg: Mapping[str, Any]) -> str:
     """A readable directory name for the method and its key settings, made unique by the config hash."""
-    method = cfg["method"]
-    if method["name"] == "lora":
-        rs = "rs" if method.get("use_rslora") else ""
-        label = f"lora_r{method['r']}_{rs}a{method['lora_alpha']:g}_{'-'.join(method['targets'])}"
-    else:
-        label = method["name"]
-    return f"{label}_{cfg['preset']['name']}_{config_hash(cfg)}"
+    from experiments.methods import get_method
+
+    return f"{get_method(cfg['method']).tag()}_{cfg['preset']['name']}_{config_hash(cfg)}"
 
 
 def _git_commit() -> str | None:
@@ -106,6 +112,50 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
+def portable_path(value: str, results_dir: str | Path | None = None) -> str:
+    """A path as a result file records it: ``<results_dir>/<relative>`` for one below ``results_dir``,
+    ``<local>/<name>`` for any other absolute or ``~`` path; relative paths and hub names as given."""
+    if not value.startswith("~") and not PurePath(value).is_absolute():
+        return value
+    path = Path(value).expanduser().resolve()
+    if results_dir is not None:
+        root = Path(results_dir).expanduser().resolve()
+        if path != root and path.is_relative_to(root):
+            return f"{RESULTS_MARKER}/{path.relative_to(root).as_posix()}"
+    return f"{LOCAL_MARKER}/{path.name}"
+
+
+def portable_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as recorded: every path string made portable (see :func:`portable_path`)."""
+    results_dir = cfg.get("results_dir")
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return portable_path(value, results_dir)
+        if isinstance(value, Mapping):
+            return {key: walk(inner) for key, inner in value.items()}
+        if isinstance(value, list | tuple):
+            return [walk(inner) for inner in value]
+        return value
+
+    return walk(dict(cfg))
+
+
+def _scrub(text: str) -> str:
+    """Free text (errors, tracebacks) with this machine's working, home, Python and temp folders masked."""
+    prefixes = {
+        str(Path.cwd()): ".",
+        str(Path.home()): "~",
+        sys.prefix: "<python>",
+        sys.base_prefix: "<python>",
+        tempfile.gettempdir(): "<tmp>",
+    }
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if len(prefix) > 1:
+            text = text.replace(prefix + "/", prefixes[prefix] + "/")
+    return text
+
+
 def write_result(run_dir: Path, result: dict[str, Any], extra_dirs: tuple[Path, ...] = ()) -> Path:
     """Write ``result.json`` atomically into the run directory (and copies into ``extra_dirs``)."""
     result = {"schema_version": SCHEMA_VERSION, **result}
@@ -124,8 +174,8 @@ def write_failure(directory: Path, identity: dict[str, Any], error: BaseExceptio
             "schema_version": SCHEMA_VERSION,
             "status": "failed",
             **identity,
-            "error": f"{type(error).__name__}: {error}",
-            "traceback": "".join(traceback.format_exception(error)),
+            "error": _scrub(f"{type(error).__name__}: {error}"),
+            "traceback": _scrub("".join(traceback.format_exception(error))),
             "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )

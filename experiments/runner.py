@@ -1,11 +1,21 @@
 """What every runner does around training: its run directory, skip/resume/overwrite, the Hydra shell
-that records failed sweep jobs, saving what trained, and best/last summaries."""
+that records failed sweep jobs, saving what trained, and best/last summaries.
+
+A process works in one run directory at a time: :func:`prepare_run_dir` locks it (releasing the one the
+process worked in before) and :func:`release_run_dir` (called after each Hydra job and at exit) frees it.
+"""
 
 from __future__ import annotations
 
+import atexit
+import json
+import os
+import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +23,38 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 import lora
-from experiments.atomic import atomic_write
+from experiments.atomic import remove_stale_temporaries, write_json_atomic
 from experiments.distributed import DistContext
+from experiments.fingerprints import sha256_file
 from experiments.methods import AppliedMethod
 from experiments.recipes import register_resolvers
-from experiments.results import environment, method_tag, read_result, write_failure
+from experiments.results import (
+    environment,
+    method_tag,
+    portable_config,
+    portable_path,
+    read_result,
+    write_failure,
+)
+from experiments.run_lock import LOCK_FILE, RunDirLock
+from experiments.schema import ConfigError
+from experiments.sweep_summary import write_job_outcome
 from experiments.training import FitOutcome, TrainSettings
 
 __all__ = [
+    "INPUTS_FILE",
+    "RunInputsChangedError",
+    "adapter_fingerprint",
+    "check_run_inputs",
     "hydra_output_dir",
+    "load_lora_init",
     "plain_config",
     "prepare_run_dir",
+    "release_run_dir",
     "remove_checkpoint",
+    "require_adapter",
     "run_hydra_job",
     "run_record",
-    "save_trained",
     "summarize_history",
 ]
 
@@ -43,8 +70,39 @@ def plain_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     return data  # type: ignore[return-value]
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _check_path_component(key: str, value: Any) -> None:
+    """Refuse a config value that would not stay one directory level below ``results_dir``."""
+    text = str(value)
+    if _SAFE_NAME.fullmatch(text) and set(text) != {"."}:
+        return
+    hint = " (a model folder goes in model.name_or_path)" if key == "model.name" else ""
+    raise ValueError(
+        f"{key}={text!r} cannot be part of a run directory: use only letters, digits, '.', '_' and '-', "
+        f"with no path separator and not '.' or '..'; set {key} to a plain name{hint}"
+    )
+
+
 def run_directory(cfg: Mapping[str, Any], family: str) -> Path:
-    """``<results_dir>/<family>/<model>/<task>/<method tag>/seed<seed>``: a function of the config."""
+    """``<results_dir>/<family>/<model>/<task>/<method tag>/seed<seed>``: a function of the config.
+
+    Every config value in the path is checked, so no value can place a run outside ``results_dir``.
+    """
+    method = cfg["method"]
+    named = {
+        "model.name": cfg["model"]["name"],
+        "task.name": cfg["task"]["name"],
+        "method.name": method["name"],
+        "preset.name": cfg["preset"]["name"],
+        "seed": cfg["seed"],
+    }
+    if "r" in method:  # a low-rank method's tag holds its rank and targets
+        named["method.r"] = method["r"]
+        named.update({f"method.targets[{i}]": target for i, target in enumerate(method["targets"])})
+    for key, value in named.items():
+        _check_path_component(key, value)
     return (
         Path(cfg["results_dir"])
         / family
@@ -55,13 +113,104 @@ def run_directory(cfg: Mapping[str, Any], family: str) -> Path:
     )
 
 
-def prepare_run_dir(cfg: Mapping[str, Any], family: str) -> tuple[Path, dict[str, Any] | None]:
-    """The run directory and its finished result, if any (``overwrite`` clears both)."""
+@dataclass
+class _WorkingDir:
+    """The run directory this process works in, its lock (main process only), and whether it was done."""
+
+    path: Path
+    lock: RunDirLock | None
+    already_complete: bool
+
+
+_working: _WorkingDir | None = None
+
+
+INPUTS_FILE = "inputs.json"
+
+
+def adapter_fingerprint(adapter_dir: str | Path | None) -> str | None:
+    """``sha256:`` of an adapter's config, which records the checksum of its tensors; None without one."""
+    if not adapter_dir:
+        return None
+    return f"sha256:{sha256_file(require_adapter(adapter_dir) / 'adapter_config.json')}"
+
+
+class RunInputsChangedError(RuntimeError):
+    """The run directory holds a run of the same config made from other data or model files."""
+
+
+def check_run_inputs(run_dir: Path, inputs: Mapping[str, str | None]) -> None:
+    """Record the fingerprints of what a run reads, or refuse when the directory's run read other files.
+
+    The run directory is named by the config alone, so the same command pointed at other data (or other
+    weights) would otherwise return that run's result, or resume its checkpoint, as if they were this one's.
+    """
+    path = Path(run_dir) / INPUTS_FILE
+    kept = read_result(run_dir) is not None or (Path(run_dir) / "checkpoint").exists()
+    recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    changed = [key for key in sorted({*(recorded or {}), *inputs}) if (recorded or {}).get(key) != inputs.get(key)]
+    if recorded is not None and not changed:
+        return
+    if not kept:  # nothing to protect (a new directory, or an earlier start that failed before training)
+        write_json_atomic(path, dict(inputs))
+        return
+    if recorded is None:
+        reason = "holds a result or checkpoint whose inputs were never recorded"
+    else:
+        what = "; ".join(f"{key}: {recorded.get(key)} there, {inputs.get(key)} now" for key in changed)
+        reason = f"holds a run of this config made from other inputs ({what})"
+    raise RunInputsChangedError(
+        f"{run_dir} {reason}, so its result and checkpoint do not belong to this run; pass overwrite=true to "
+        "discard it, or set results_dir to another folder to keep both"
+    )
+
+
+def prepare_run_dir(
+    cfg: Mapping[str, Any], family: str, inputs: Mapping[str, str | None]
+) -> tuple[Path, dict[str, Any] | None]:
+    """Lock the run directory and return it with its finished result, if any (``overwrite`` clears both).
+
+    The lock is taken before anything in the directory changes, so a second run of the same config
+    refuses instead of clearing or overwriting the first one's files. Temporaries of interrupted atomic
+    writes are removed. A finished result or checkpoint is only reused when ``inputs`` (fingerprints of
+    the data and model files) match the ones recorded with it. Only the main process (``RANK`` 0) of a
+    distributed run locks, clears and checks.
+    """
+    global _working
     run_dir = run_directory(cfg, family)
-    if cfg.get("overwrite") and run_dir.exists():
-        shutil.rmtree(run_dir)
+    release_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, read_result(run_dir)
+    lock = None
+    if int(os.environ.get("RANK", "0")) == 0:
+        lock = RunDirLock(run_dir)
+        lock.acquire()
+        if cfg.get("overwrite"):
+            for child in run_dir.iterdir():
+                if child.name == LOCK_FILE:
+                    continue
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        stale = remove_stale_temporaries(run_dir)
+        if stale:
+            print(f"removed {len(stale)} temporary file(s) of an interrupted write in {run_dir}", flush=True)
+        try:
+            check_run_inputs(run_dir, inputs)
+        except RunInputsChangedError:
+            lock.release()
+            raise
+    finished = read_result(run_dir)
+    _working = _WorkingDir(run_dir, lock, finished is not None)
+    return run_dir, finished
+
+
+def release_run_dir() -> None:
+    """Unlock the run directory this process worked in (a no-op if none)."""
+    global _working
+    if _working is not None and _working.lock is not None:
+        _working.lock.release()
+    _working = None
+
+
+atexit.register(release_run_dir)
 
 
 def remove_checkpoint(run_dir: Path) -> None:
@@ -92,32 +241,61 @@ def _in_multirun() -> bool:
 def run_hydra_job(run: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, family: str) -> float | None:
     """Run one job; inside a multirun a failure is recorded in ``failure.json`` and the sweep goes on.
 
+    Each multirun job also leaves its outcome (done, skipped, failed) in its Hydra job folder, for the
+    summary that :class:`experiments.sweep_summary.SweepSummary` prints when the sweep ends.
     Returns the main metric (for Hydra sweepers that optimise it) or None for a failed sweep job.
     """
     try:
         result = run(cfg)
+        skipped = _working is not None and _working.already_complete
     except Exception as error:
         if not _in_multirun():
-            raise
-        identity: dict[str, Any] = {"family": family, "overrides": _overrides()}
-        try:
-            plain = plain_config(cfg)
-            identity.update(
-                {
-                    "task": plain["task"]["name"],
-                    "model": plain["model"]["name"],
-                    "method": plain["method"]["name"],
-                    "seed": plain["seed"],
-                    "config": plain,
-                }
-            )
-            directory = run_directory(plain, family)
-        except Exception:
-            directory = hydra_output_dir() or Path(".")
-        path = write_failure(directory, identity, error)
+            if os.environ.get("HYDRA_FULL_ERROR") == "1" or hydra_output_dir() is None:
+                raise  # the traceback on request, and to a caller that is not Hydra's command line
+            print(f"error: {error}\n(run with HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr, flush=True)
+            sys.exit(1)
+        path = _record_failure(cfg, family, error)
         print(f"FAILED ({type(error).__name__}: {error}); recorded in {path}; the sweep continues", flush=True)
+        _record_job("failed", error=f"{type(error).__name__}: {error}")
         return None
+    finally:
+        release_run_dir()
+    _record_job("skipped" if skipped else "done", run_dir=result.get("run_dir"))
     return result.get("main_metric_value")
+
+
+def _record_failure(cfg: DictConfig, family: str, error: Exception) -> Path:
+    """Write ``failure.json`` into the job's run directory (or its Hydra folder if there is none)."""
+    identity: dict[str, Any] = {"family": family, "overrides": _overrides()}
+    try:
+        plain = plain_config(cfg)
+        identity["overrides"] = [_portable_override(o, plain.get("results_dir")) for o in identity["overrides"]]
+        identity.update(
+            {
+                "task": plain["task"]["name"],
+                "model": plain["model"]["name"],
+                "method": plain["method"]["name"],
+                "seed": plain["seed"],
+                "config": portable_config(plain),
+            }
+        )
+        if isinstance(error, ConfigError):  # refused before any work: no run directory for it
+            raise error
+        directory = run_directory(plain, family)
+    except Exception:
+        directory = hydra_output_dir() or Path(".")
+    return write_failure(directory, identity, error)
+
+
+def _portable_override(override: str, results_dir: str | None) -> str:
+    key, sep, value = override.partition("=")
+    return f"{key}{sep}{portable_path(value, results_dir)}" if sep else override
+
+
+def _record_job(status: str, run_dir: str | None = None, error: str | None = None) -> None:
+    directory = hydra_output_dir()
+    if directory is not None and _in_multirun():
+        write_job_outcome(directory, status, run_dir, error)
 
 
 def _overrides() -> list[str]:
@@ -139,8 +317,12 @@ def run_record(
     ctx: DistContext,
     run_dir: Path,
     started: float,
+    inputs: Mapping[str, str | None],
 ) -> dict[str, Any]:
     """The fields every runner's ``result.json`` shares: identity, settings, counts, cost, provenance.
+
+    Paths are portable: ``run_dir`` is relative to ``results_dir``; the model is its name, its source as
+    :func:`portable_path` writes it, and for a local folder the sha256 fingerprint of its weights.
 
     Runners add their own: task-specific hyperparameters, ``metrics``, ``recipe`` and ``data``.
     """
@@ -150,7 +332,9 @@ def run_record(
         "family": family,
         "task": task_name,
         "model": model_cfg["name"],
-        "model_source": model_cfg["name_or_path"],
+        "model_source": portable_path(model_cfg["name_or_path"]),
+        "model_fingerprint": inputs.get("model"),
+        "inputs": dict(inputs),
         "method": method["name"],
         "seed": plain["seed"],
         "preset": plain["preset"]["name"],
@@ -179,8 +363,8 @@ def run_record(
         "resumed_from_step": outcome.resumed_from_step,
         "world_size": ctx.world_size,
         "environment": environment(ctx.device),
-        "run_dir": str(run_dir),
-        "config": dict(plain),
+        "run_dir": Path(run_dir).relative_to(plain["results_dir"]).as_posix(),
+        "config": portable_config(plain),
     }
 
 
@@ -193,40 +377,17 @@ def summarize_history(history: Sequence[Mapping[str, Any]], main_key: str) -> di
     return {"best": dict(best), "last": dict(scored[-1]), "best_epoch": best["epoch"]}
 
 
-def save_trained(
-    model: nn.Module,
-    method: Mapping[str, Any],
-    run_dir: Path,
-    head_modules: Sequence[str],
-    metadata: Mapping[str, Any],
-    save_full_weights: bool = False,
-) -> str | None:
-    """Save what trained, for reuse: the LoRA adapter (with head), or the trainable tensors (BitFit)."""
-    if method["name"] == "lora":
-        path = lora.save_adapter(
-            model,
-            run_dir / "adapter",
-            bias=method.get("bias", "none"),
-            modules_to_save=list(head_modules),
-            metadata=dict(metadata),
-        )
-        return str(path)
-    if method["name"] == "full_ft" and not save_full_weights:
-        return None
-    from safetensors.torch import save_file
-
-    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-    target = run_dir / "trainable.safetensors"
-    atomic_write(target, lambda tmp: save_file(tensors, str(tmp), metadata={"method": method["name"]}))
-    return str(target)
-
-
-def load_lora_init(model: nn.Module, adapter_dir: str | Path) -> None:
-    """Start from a trained adapter's LoRA matrices (not its head), as the paper's MNLI-initialised runs."""
+def require_adapter(adapter_dir: str | Path) -> Path:
+    """The adapter folder ``method.init_adapter`` names, checked before any heavy loading."""
     path = Path(adapter_dir).expanduser()
     if not (path / "adapter_config.json").is_file():
         raise FileNotFoundError(
             f"method.init_adapter={adapter_dir}: no adapter there; point it at the 'adapter' folder of a "
             "finished LoRA run (e.g. results/glue/<model>/mnli/<tag>/seed0/adapter)"
         )
-    lora.load_adapter(model, path, lora_only=True)
+    return path
+
+
+def load_lora_init(model: nn.Module, adapter_dir: str | Path) -> None:
+    """Start from a trained adapter's LoRA matrices (not its head), as the paper's MNLI-initialised runs."""
+    lora.load_adapter(model, require_adapter(adapter_dir), lora_only=True)

@@ -17,6 +17,7 @@ __all__ = [
     "e2e_vocabulary",
     "write_e2e_folder",
     "write_glue_folder",
+    "write_tiny_bert",
     "write_tiny_gpt2",
     "write_tiny_roberta",
     "write_word_tokenizer",
@@ -201,32 +202,46 @@ def write_word_tokenizer(directory: str | Path, words: Sequence[str], style: str
     return tokenizer
 
 
+def _write_tiny_encoder(directory: str | Path, words: Sequence[str], seed: int, dropout: float, bert: bool) -> Path:
+    """An encoder of hidden 32 and 2 layers with random weights and a word-level tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
+
+    directory = Path(directory)
+    tokenizer = write_word_tokenizer(directory, words, "roberta")
+    shape = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 66,
+        "pad_token_id": 1,
+        "hidden_dropout_prob": dropout,
+        "attention_probs_dropout_prob": dropout,
+    }
+    torch.manual_seed(seed)
+    if bert:
+        model = BertModel(BertConfig(**shape, type_vocab_size=2), add_pooling_layer=True)
+    else:
+        config = RobertaConfig(**shape, type_vocab_size=1, bos_token_id=0, eos_token_id=2)
+        model = RobertaModel(config, add_pooling_layer=False)
+    model.save_pretrained(str(directory))
+    return directory
+
+
 def write_tiny_roberta(
     directory: str | Path, words: Sequence[str] = VOCABULARY, seed: int = 0, dropout: float = 0.1
 ) -> Path:
     """A RoBERTa of hidden 32 and 2 layers with random weights and a word-level tokenizer."""
-    import torch
-    from transformers import RobertaConfig, RobertaModel
+    return _write_tiny_encoder(directory, words, seed, dropout, bert=False)
 
-    directory = Path(directory)
-    tokenizer = write_word_tokenizer(directory, words, "roberta")
-    config = RobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=66,
-        type_vocab_size=1,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
-    torch.manual_seed(seed)
-    RobertaModel(config, add_pooling_layer=False).save_pretrained(str(directory))
-    return directory
+
+def write_tiny_bert(
+    directory: str | Path, words: Sequence[str] = VOCABULARY, seed: int = 0, dropout: float = 0.1
+) -> Path:
+    """A BERT of hidden 32 and 2 layers with a pretrained-style pooler (as MiniLM has), random weights."""
+    return _write_tiny_encoder(directory, words, seed, dropout, bert=True)
 
 
 def write_tiny_gpt2(directory: str | Path, words: Sequence[str], seed: int = 0) -> Path:

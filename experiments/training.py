@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from experiments.checkpointing import Checkpointer, TrainState
 from experiments.distributed import DistContext
+from experiments.step_log import STEP_LOG_FILE, StepLog
 
 __all__ = [
     "FitOutcome",
@@ -57,7 +58,7 @@ class TrainSettings:
     precision: str = "auto"
     max_steps: int | None = None
     checkpoint_every_steps: int = 500
-    eval_every_epoch: bool = True
+    log_every_steps: int = 10
     frozen_weights_in_compute_dtype: bool = True
     compile: bool | str = "auto"
     seed: int = 0
@@ -81,6 +82,8 @@ class TrainSettings:
                 raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)!r}")
         if self.per_device_batch_size is not None and self.per_device_batch_size <= 0:
             raise ValueError(f"train.per_device_batch_size must be > 0 or null, got {self.per_device_batch_size}")
+        if self.log_every_steps < 1:
+            raise ValueError(f"train.log_every_steps must be >= 1, got {self.log_every_steps}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
@@ -91,8 +94,6 @@ class FitOutcome:
 
     history: list[dict[str, Any]]
     global_step: int
-    total_steps: int
-    steps_per_epoch: int
     wall_time_s: float
     peak_memory_bytes: int
     tokens_seen: int
@@ -159,20 +160,14 @@ def micro_batches(global_batch: Sequence[int], ctx: DistContext, per_device: int
     return [shard[k * per_device : (k + 1) * per_device] for k in range(n_micro)]
 
 
-def _optimizer(model: nn.Module, settings: TrainSettings, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW without weight decay on biases and norm weights (vectors), as HF's Trainer does."""
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    if not decay and not no_decay:
+def _optimizer(
+    param_groups: list[dict[str, Any]], settings: TrainSettings, device: torch.device
+) -> torch.optim.Optimizer:
+    """AdamW over the method's parameter groups (each with its own lr and weight decay)."""
+    if not any(group["params"] for group in param_groups):
         raise ValueError("the model has no trainable parameters; check the method and its targets")
-    groups = [
-        {"params": decay, "weight_decay": settings.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
     return torch.optim.AdamW(
-        [g for g in groups if g["params"]],
+        [group for group in param_groups if group["params"]],
         lr=settings.lr,
         betas=(settings.adam_beta1, settings.adam_beta2),
         eps=settings.adam_eps,
@@ -208,8 +203,10 @@ def fit(
     run_dir: Path,
     ctx: DistContext,
     fingerprint: str,
+    param_groups: list[dict[str, Any]],
     item_count: Callable[[Any], int] = lambda item: 1,
     log: Callable[[str], None] = print,
+    on_evaluated: Callable[[nn.Module, list[dict[str, Any]]], None] | None = None,
 ) -> FitOutcome:
     """Train ``model``'s trainable parameters and evaluate after each epoch, resuming if possible.
 
@@ -218,7 +215,13 @@ def fit(
         loss_sum: the summed (not averaged) loss of a batch; normalised here by the global item count.
         evaluate: metrics of the unwrapped model after epoch ``e`` (1-based); called on rank 0 only.
         fingerprint: identifies the configuration, so a checkpoint is only resumed by the same one.
+        param_groups: the optimizer's parameter groups, as the method builds them (lr, weight decay).
         item_count: how many loss terms an item contributes (1 per example, or its target tokens).
+        on_evaluated: called on rank 0 with the evaluated model and the history so far, its last entry
+            the epoch just evaluated (e.g. to save the best epoch's weights).
+
+    Every ``log_every_steps`` steps the batch loss, learning rate and gradient norm are appended to
+    ``run_dir/train_log.jsonl`` (the training curve; entries past a resumed checkpoint are dropped).
     """
     device = ctx.device
     precision = resolve_precision(settings.precision, device)
@@ -228,11 +231,13 @@ def fit(
     total_steps = settings.epochs * steps_per_epoch
     if settings.max_steps is not None:
         total_steps = min(total_steps, settings.max_steps)
-    warmup = settings.warmup_steps if settings.warmup_steps is not None else int(settings.warmup_ratio * total_steps)
+    # A ratio rounds up, as Hugging Face's Trainer (which the authors' scripts ran) does.
+    ratio_warmup = math.ceil(settings.warmup_ratio * total_steps)
+    warmup = settings.warmup_steps if settings.warmup_steps is not None else ratio_warmup
 
     if precision in ("bf16", "fp16") and settings.frozen_weights_in_compute_dtype:
         store_frozen_matmul_params(model, amp_dtype)  # type: ignore[arg-type]
-    optimizer = _optimizer(model, settings, device)
+    optimizer = _optimizer(param_groups, settings, device)
     scheduler = _linear_schedule(optimizer, warmup, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     checkpointer = Checkpointer(run_dir / "checkpoint", fingerprint)
@@ -241,6 +246,7 @@ def fit(
         state = checkpointer.load(model, optimizer, scheduler, scaler)
         resumed_from = state.global_step
         log(f"resuming from step {state.global_step}/{total_steps} ({checkpointer.path})")
+    step_log = StepLog(run_dir / STEP_LOG_FILE, after_step=state.global_step) if ctx.is_main else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     wrapped = (
         DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -308,19 +314,31 @@ def fit(
                 step_loss += loss.detach()
                 if "attention_mask" in batch and weight:
                     tokens += batch["attention_mask"].sum()
+            grad_norm = None
             if settings.max_grad_norm:
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
+            lr = scheduler.get_last_lr()[0]
             scheduler.step()
             state.global_step += 1
             # step_loss is this rank's share of the batch mean, scaled by world_size for DDP's averaging.
             epoch_loss += step_loss.double() * (norm / ctx.world_size)
             state.epoch_loss_count += norm
-            if ctx.is_main and (position % 50 == 0 or position == last - 1):
-                bar.set_postfix(loss=f"{float(step_loss):.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if state.global_step % settings.log_every_steps == 0 or position == last - 1:
+                # The only per-step host sync: every log_every_steps steps, on every rank (all-reduce).
+                batch_loss = ctx.all_reduce_sum(float(step_loss)) / ctx.world_size
+                if not math.isfinite(batch_loss):
+                    raise FloatingPointError(
+                        f"the training loss is {batch_loss} at step {state.global_step} (checked every "
+                        f"train.log_every_steps={settings.log_every_steps} steps); the run stops without a "
+                        "result. Check the data for non-finite values, or lower train.lr"
+                    )
+                if step_log is not None:
+                    step_log.write(state.global_step, epoch + 1, batch_loss, lr, grad_norm)
+                    bar.set_postfix(loss=f"{batch_loss:.4f}", lr=f"{lr:.2e}")
             end_of_epoch = position == steps_per_epoch - 1 or state.global_step == total_steps
             if (
                 settings.checkpoint_every_steps
@@ -333,7 +351,7 @@ def fit(
         completed_epoch = position == steps_per_epoch - 1
         final = state.global_step >= total_steps
         flush_sums()
-        if (completed_epoch or final) and (settings.eval_every_epoch or final):
+        if completed_epoch or final:
             entry: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "step": state.global_step,
@@ -343,6 +361,8 @@ def fit(
                 model.eval()
                 with torch.no_grad(), autocast():
                     entry.update(evaluate(model, epoch + 1))
+                if on_evaluated is not None:
+                    on_evaluated(model, [*state.history, entry])
                 model.train()
                 log(
                     " ".join(
@@ -358,8 +378,6 @@ def fit(
     return FitOutcome(
         history=state.history,
         global_step=state.global_step,
-        total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch,
         wall_time_s=time.perf_counter() - started,
         peak_memory_bytes=_peak_memory(device),
         tokens_seen=state.tokens_seen,

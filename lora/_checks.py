@@ -1,35 +1,15 @@
-"""Validation of LoRA hyperparameters, with messages that name the bad value and the allowed range."""
+"""Validation of the layer-structure arguments that are not part of :class:`lora.LoRAConfig`.
+
+The hyperparameters' ranges are checked in one place, ``LoRAConfig.__post_init__``.
+"""
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 
 from lora.errors import LoRAConfigError
 
 BIAS_MODES = ("none", "all", "lora_only")
-
-
-def check_rank(r: object) -> int:
-    """Return ``r`` if it is a non-negative integer (0 disables LoRA)."""
-    if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r < 0:
-        raise LoRAConfigError(f"r must be a non-negative integer (0 disables LoRA), got {r!r}")
-    return int(r)
-
-
-def check_alpha(lora_alpha: object) -> float:
-    """Return ``lora_alpha`` if it is a positive, finite real number."""
-    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, numbers.Real) or not 0 < lora_alpha < math.inf:
-        raise LoRAConfigError(f"lora_alpha must be a finite number > 0, got {lora_alpha!r}")
-    return lora_alpha
-
-
-def check_dropout(lora_dropout: object) -> float:
-    """Return ``lora_dropout`` if it is a probability in [0, 1)."""
-    if isinstance(lora_dropout, bool) or not isinstance(lora_dropout, numbers.Real) or not 0.0 <= lora_dropout < 1.0:
-        raise LoRAConfigError(f"lora_dropout must be in [0, 1), got {lora_dropout!r}")
-    return float(lora_dropout)
 
 
 def check_enable_lora(enable_lora: Sequence[bool], out_features: int) -> list[bool]:

@@ -14,16 +14,14 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
+from lora.errors import LoRAConfigError
+from lora.trainable import in_modules
+
 __all__ = ["DEFAULT_HEAD_MODULES", "ParameterCount", "count_parameters"]
 
 # Task heads of HF models: sequence classification (BERT/RoBERTa "classifier", GPT/Llama "score"),
 # extractive QA, and language-model heads.
 DEFAULT_HEAD_MODULES: tuple[str, ...] = ("classifier", "score", "qa_outputs", "lm_head")
-
-
-def _in_modules(param_name: str, modules: Sequence[str]) -> bool:
-    dotted = f".{param_name}"
-    return any(param_name.startswith(f"{m}.") or f".{m}." in dotted for m in modules)
 
 
 @dataclass(frozen=True)
@@ -60,13 +58,35 @@ class ParameterCount:
         return "\n".join(lines)
 
 
-def count_parameters(model: nn.Module, head_modules: Sequence[str] = DEFAULT_HEAD_MODULES) -> ParameterCount:
+def _check_heads(model: nn.Module, head_modules: Sequence[str]) -> None:
+    """Refuse a head name that matches no module: its parameters would silently count as the adapter's."""
+    names = [name for name, _ in model.named_modules() if name]
+    absent = [m for m in head_modules if not any(name == m or name.endswith(f".{m}") for name in names)]
+    if absent:
+        top = sorted({name.split(".", 1)[0] for name in names})
+        raise LoRAConfigError(
+            f"head_modules {absent!r} matched no module of {type(model).__name__}, so its head would be counted "
+            f"as trainable adapter parameters; name the head's module or a dotted suffix of it (top-level "
+            f"modules: {', '.join(top)}), or pass head_modules=() for a model without a head"
+        )
+
+
+def count_parameters(model: nn.Module, head_modules: Sequence[str] | None = None) -> ParameterCount:
     """Count ``model``'s parameters (shared ones once), separating the task head.
 
     Args:
         model: any module; counts work on the meta device, so paper-sized models need no memory.
-        head_modules: module names (or dotted name components) that form the task head.
+        head_modules: module names (or dotted name components) that form the task head; each must
+            match a module. Default: :data:`DEFAULT_HEAD_MODULES`, the heads of several architectures,
+            of which a model has some or none.
+
+    Raises:
+        LoRAConfigError: a given entry of ``head_modules`` matches no module.
     """
+    if head_modules is None:
+        head_modules = DEFAULT_HEAD_MODULES
+    else:
+        _check_heads(model, head_modules)
     total = trainable = lora = head_total = head_trainable = 0
     by_module: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for name, param in model.named_parameters():
@@ -74,7 +94,7 @@ def count_parameters(model: nn.Module, head_modules: Sequence[str] = DEFAULT_HEA
         owner = name.rpartition(".")[0]
         by_module[owner][1] += n
         total += n
-        in_head = _in_modules(name, head_modules)
+        in_head = in_modules(name, head_modules)
         head_total += n if in_head else 0
         lora += n if name.rpartition(".")[2].startswith("lora_") else 0
         if not param.requires_grad:

@@ -21,10 +21,14 @@ import torch
 import torch.nn as nn
 
 from lora.architectures import FFN_MATRICES, PAPER_MATRICES, Architecture, detect_architecture
+from lora.config import LoRAConfig
 from lora.errors import LoRAConfigError, TargetNotFoundError, UnsupportedModuleError
-from lora.layers import Conv1d, Conv2d, Conv3d, ConvLoRA, Embedding, Linear, LoRALayer, MergedLinear
+from lora.layers import Conv1d, Conv2d, Conv3d, ConvLoRA, Embedding, Linear, LoRALayer, MergedLinear, resolve_config
 
-__all__ = ["LoRASettings", "inject_lora", "inject_lora_layer", "resolve_targets"]
+__all__ = ["inject_lora", "inject_lora_layer", "resolve_targets"]
+
+# The defaults of the loose keywords of inject_lora/inject_lora_layer, which a config= must leave untouched.
+_INJECT_DEFAULTS = {"r": 8, "lora_alpha": 8, "lora_dropout": 0.0, "merge_weights": True, "use_rslora": False}
 
 
 def _hf_conv1d_type() -> type[nn.Module] | None:
@@ -38,17 +42,6 @@ def _hf_conv1d_type() -> type[nn.Module] | None:
 
 def _type_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-@dataclass(frozen=True)
-class LoRASettings:
-    """The hyperparameters shared by every layer one injection creates."""
-
-    r: int = 8
-    lora_alpha: float = 8
-    lora_dropout: float = 0.0
-    merge_weights: bool = True
-    use_rslora: bool = False
 
 
 @dataclass
@@ -153,16 +146,12 @@ def _supported_types() -> str:
     return "torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d/2d/3d, transformers Conv1D"
 
 
-def _adapt_linear_like(module: nn.Module, target: _Target, settings: LoRASettings, fan_in_fan_out: bool) -> LoRALayer:
+def _adapt_linear_like(module: nn.Module, target: _Target, config: LoRAConfig, fan_in_fan_out: bool) -> LoRALayer:
     weight = module.weight
     in_features, out_features = weight.shape if fan_in_fan_out else weight.shape[::-1]
     common = {
-        "r": settings.r,
-        "lora_alpha": settings.lora_alpha,
-        "lora_dropout": settings.lora_dropout,
+        "config": config,
         "fan_in_fan_out": fan_in_fan_out,
-        "merge_weights": settings.merge_weights,
-        "use_rslora": settings.use_rslora,
         "bias": module.bias is not None,
         "device": "meta",
         "dtype": weight.dtype,
@@ -173,7 +162,7 @@ def _adapt_linear_like(module: nn.Module, target: _Target, settings: LoRASetting
     return MergedLinear(in_features, out_features, enable_lora=flags, **common)
 
 
-def _make_layer(name: str, target: _Target, settings: LoRASettings) -> LoRALayer:
+def _make_layer(name: str, target: _Target, config: LoRAConfig) -> LoRALayer:
     """Build the LoRA layer for one target module (on the meta device; weights are adopted after)."""
     module = target.module
     if isinstance(module, LoRALayer):
@@ -190,17 +179,14 @@ def _make_layer(name: str, target: _Target, settings: LoRASettings) -> LoRALayer
     if target.slices is not None and not (isinstance(module, nn.Linear) or type(module) is hf_conv1d):
         raise UnsupportedModuleError(f"{name} ({type(module).__name__}) cannot be adapted by output slice")
     if hf_conv1d is not None and isinstance(module, hf_conv1d):
-        return _adapt_linear_like(module, target, settings, fan_in_fan_out=True)
+        return _adapt_linear_like(module, target, config, fan_in_fan_out=True)
     if isinstance(module, nn.Linear):
-        return _adapt_linear_like(module, target, settings, fan_in_fan_out=False)
+        return _adapt_linear_like(module, target, config, fan_in_fan_out=False)
     if isinstance(module, nn.Embedding):
         return Embedding(
             module.num_embeddings,
             module.embedding_dim,
-            r=settings.r,
-            lora_alpha=settings.lora_alpha,
-            merge_weights=settings.merge_weights,
-            use_rslora=settings.use_rslora,
+            config=config,
             padding_idx=module.padding_idx,
             max_norm=module.max_norm,
             norm_type=module.norm_type,
@@ -216,11 +202,7 @@ def _make_layer(name: str, target: _Target, settings: LoRASettings) -> LoRALayer
             module.in_channels,
             module.out_channels,
             module.kernel_size,
-            r=settings.r,
-            lora_alpha=settings.lora_alpha,
-            lora_dropout=settings.lora_dropout,
-            merge_weights=settings.merge_weights,
-            use_rslora=settings.use_rslora,
+            config=config,
             stride=module.stride,
             padding=module.padding,
             dilation=module.dilation,
@@ -260,6 +242,7 @@ def inject_lora(
     *,
     merge_weights: bool = True,
     use_rslora: bool = False,
+    config: LoRAConfig | None = None,
     lora_dtype: torch.dtype | None = None,
     architecture: Architecture | None = None,
 ) -> list[str]:
@@ -269,6 +252,8 @@ def inject_lora(
         model: any ``nn.Module``; HF models are recognised by ``config.model_type``.
         targets: paper names, ``"re:<regex>"`` patterns or module names/suffixes (see module doc).
         r, lora_alpha, lora_dropout, merge_weights, use_rslora: as for :class:`lora.Linear`.
+        config: all hyperparameters in one :class:`lora.LoRAConfig` (needed for ``init`` and ``use_dora``),
+            instead of the keywords above.
         lora_dtype: dtype of the new A/B matrices (default: that of the pretrained weight).
         architecture: override the detected :class:`~lora.architectures.Architecture`.
 
@@ -278,11 +263,13 @@ def inject_lora(
     Raises:
         TargetNotFoundError: a target matched nothing (the message lists the model's modules).
         UnsupportedModuleError: a target matched a module type LoRA cannot adapt (named in the message).
-        LoRAConfigError: a hyperparameter is out of range.
+        LoRAConfigError: a hyperparameter is out of range, both ``config`` and other keywords are given,
+            or a variant is not implemented for a matched module (e.g. DoRA on an embedding).
     """
-    settings = LoRASettings(r, lora_alpha, lora_dropout, merge_weights, use_rslora)
+    given = {"r": r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout, "merge_weights": merge_weights}
+    config = resolve_config(config, given | {"use_rslora": use_rslora}, _INJECT_DEFAULTS)
     chosen = resolve_targets(model, targets, architecture)
-    built = {name: _make_layer(name, target, settings) for name, target in chosen.items()}
+    built = {name: _make_layer(name, target, config) for name, target in chosen.items()}
     for name, layer in built.items():
         _adopt(layer, chosen[name].module, lora_dtype)
         _replace(model, name, layer)
@@ -304,6 +291,7 @@ def inject_lora_layer(
     enable_lora: Sequence[bool] | None = None,
     merge_weights: bool = True,
     use_rslora: bool = False,
+    config: LoRAConfig | None = None,
     lora_dtype: torch.dtype | None = None,
 ) -> LoRALayer:
     """Replace exactly the module called ``name`` by a LoRA layer, to rebuild a recorded adapter layer.
@@ -315,6 +303,7 @@ def inject_lora_layer(
         model: the model, modified in place.
         name: the qualified name of the module to adapt (as in ``model.named_modules()``).
         r, lora_alpha, lora_dropout, merge_weights, use_rslora: as for :class:`lora.Linear`.
+        config: all hyperparameters in one :class:`lora.LoRAConfig`, instead of the keywords above.
         enable_lora: one flag per equal output slice to build a :class:`lora.MergedLinear`
             (linear layers and GPT-2 ``Conv1D`` only); ``None`` adapts the whole module.
         lora_dtype: dtype of the new A/B matrices (default: that of the pretrained weight).
@@ -338,7 +327,9 @@ def inject_lora_layer(
     else:
         flags = [bool(flag) for flag in enable_lora]
         target = _Target(module, {i for i, flag in enumerate(flags) if flag}, len(flags))
-    layer = _make_layer(name, target, LoRASettings(r, lora_alpha, lora_dropout, merge_weights, use_rslora))
+    given = {"r": r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout, "merge_weights": merge_weights}
+    config = resolve_config(config, given | {"use_rslora": use_rslora}, _INJECT_DEFAULTS)
+    layer = _make_layer(name, target, config)
     _adopt(layer, module, lora_dtype)
     _replace(model, name, layer)
     return layer

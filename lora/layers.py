@@ -11,55 +11,114 @@ Each layer computes ``h = W0 x + scaling * B A x`` with ``W0`` frozen and ``scal
 * ``MergedLinear`` with no enabled slice is a plain linear layer instead of crashing.
 * Dropout is a module (``nn.Identity`` when off), so whole models pickle and ``torch.save``.
 * Out-of-range hyperparameters raise :class:`lora.errors.LoRAConfigError` (a ``ValueError``).
+
+Every layer takes loralib's keywords or one :class:`lora.LoRAConfig` (``config=``), which also selects
+the variants of :class:`Linear`: ``init="gaussian"`` or ``"pissa"`` and ``use_dora`` (see its docstring).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lora._checks import check_alpha, check_dropout, check_enable_lora, check_rank
+from lora._checks import check_enable_lora
+from lora.config import LoRAConfig
+from lora.errors import LoRAConfigError
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvLoRA", "Embedding", "Linear", "LoRALayer", "MergedLinear"]
 
 
-class LoRALayer:
-    """Mixin holding the LoRA hyperparameters and the merge state shared by every LoRA layer."""
+# loralib's defaults of the layer keywords, which a config= must leave untouched.
+_LAYER_DEFAULTS = {"r": 0, "lora_alpha": 1, "lora_dropout": 0.0, "merge_weights": True, "use_rslora": False}
 
-    r: int
-    lora_alpha: float
-    scaling: float
-    merge_weights: bool
-    use_rslora: bool
+
+def resolve_config(config: LoRAConfig | None, given: dict[str, object], defaults: dict[str, object]) -> LoRAConfig:
+    """``config``, or one built from the loose keywords; refuses both at once (which would win is unclear)."""
+    if config is None:
+        return LoRAConfig(**given)  # type: ignore[arg-type]
+    if not isinstance(config, LoRAConfig):
+        raise LoRAConfigError(f"config must be a lora.LoRAConfig, got {type(config).__name__}")
+    clashing = [f"{key}={value!r}" for key, value in given.items() if value != defaults[key]]
+    if clashing:
+        raise LoRAConfigError(
+            f"{', '.join(clashing)} given together with config={config!r}; pass the hyperparameters either as "
+            "keywords or in the config, e.g. dataclasses.replace(config, r=16)"
+        )
+    return config
+
+
+class LoRALayer:
+    """Mixin holding the :class:`~lora.LoRAConfig` and the merge state shared by every LoRA layer."""
+
+    config: LoRAConfig
     lora_dropout: nn.Module
     lora_A: nn.Parameter
     lora_B: nn.Parameter
     # Qualified type name of the module an injection replaced, so unloading can rebuild it.
     base_layer_type: str | None = None
+    # The variants a layer type implements; others are refused at construction.
+    supported_inits: tuple[str, ...] = ("default",)
+    supports_dora: bool = False
 
     def __init__(
         self,
-        r: int,
-        lora_alpha: float,
-        lora_dropout: float,
-        merge_weights: bool,
+        r: int = 0,
+        lora_alpha: float = 1,
+        lora_dropout: float = 0.0,
+        merge_weights: bool = True,
         use_rslora: bool = False,
+        *,
+        config: LoRAConfig | None = None,
     ) -> None:
-        self.r = check_rank(r)
-        self.lora_alpha = check_alpha(lora_alpha)
-        dropout = check_dropout(lora_dropout)
+        given = {"r": r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout}
+        given |= {"merge_weights": merge_weights, "use_rslora": use_rslora}
+        self.config = resolve_config(config, given, _LAYER_DEFAULTS)
+        self._check_variants()
+        dropout = self.config.lora_dropout
         self.lora_dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
-        self.merge_weights = merge_weights
-        self.use_rslora = use_rslora
-        if self.r > 0:
-            self.scaling = self.lora_alpha / (math.sqrt(self.r) if use_rslora else self.r)
         # W0 + dW while merged; never saved, moves with .to(), None while unmerged.
         self.register_buffer("_merged_weight", None, persistent=False)  # type: ignore[attr-defined]
         self._merged_versions: tuple[int, ...] | None = None
+
+    def _check_variants(self) -> None:
+        kind = f"lora.{type(self).__name__}"
+        if self.config.use_dora and not self.supports_dora:
+            raise LoRAConfigError(
+                f"{kind} does not support use_dora=True: DoRA is implemented for lora.Linear (nn.Linear and "
+                "GPT-2 Conv1D adapted whole); set use_dora=False or target only such modules (for GPT-2, "
+                "the whole c_attn instead of the Wq/Wv slices)"
+            )
+        if self.config.init not in self.supported_inits:
+            raise LoRAConfigError(
+                f"{kind} does not support init={self.config.init!r} (it supports "
+                f"{', '.join(map(repr, self.supported_inits))}); use init='default' or target other modules"
+            )
+
+    # -- the hyperparameters, read from the config ------------------------------------------------
+    @property
+    def r(self) -> int:
+        return self.config.r
+
+    @property
+    def lora_alpha(self) -> float:
+        return self.config.lora_alpha
+
+    @property
+    def use_rslora(self) -> bool:
+        return self.config.use_rslora
+
+    @property
+    def merge_weights(self) -> bool:
+        return self.config.merge_weights
+
+    @property
+    def scaling(self) -> float:
+        return self.config.scaling
 
     # -- subclasses provide these -------------------------------------------------------------
     @property
@@ -70,6 +129,14 @@ class LoRALayer:
     def delta_weight(self) -> torch.Tensor:
         """``scaling * B A`` reshaped to the layout of :attr:`frozen_weight`."""
         raise NotImplementedError
+
+    def pretrained_weight(self) -> torch.Tensor:
+        """The pretrained weight the adapter is relative to; differs from ``weight`` only after a PiSSA init."""
+        return self.frozen_weight
+
+    def as_plain_lora(self) -> tuple[LoRAConfig, torch.Tensor, torch.Tensor]:
+        """``(config, A, B)`` of a LoRA that computes this layer's outputs on :meth:`pretrained_weight`."""
+        return self.config, self.lora_A, self.lora_B
 
     # -- merge state ------------------------------------------------------------------------------
     @property
@@ -88,7 +155,10 @@ class LoRALayer:
         if not self.has_lora:
             return weight.detach().clone()
         with torch.no_grad():
-            return (weight.float() + self.delta_weight().float()).to(weight.dtype)
+            return self._merged_float().to(weight.dtype)
+
+    def _merged_float(self) -> torch.Tensor:
+        return self.frozen_weight.float() + self.delta_weight().float()
 
     def merge(self) -> None:
         """Use ``W0 + dW`` in forward (zero added latency) without touching ``weight``."""
@@ -102,7 +172,8 @@ class LoRALayer:
         self._merged_versions = None
 
     def _versions(self) -> tuple[int, ...]:
-        return (self.frozen_weight._version, self.lora_A._version, self.lora_B._version)
+        adapter = [p._version for name, p in self._parameters.items() if name.startswith("lora_")]  # type: ignore[attr-defined]
+        return (self.frozen_weight._version, *adapter)
 
     def _weight_for_forward(self) -> torch.Tensor:
         """The merged cache when merged (refreshed if W0, A or B changed in place), else ``W0``."""
@@ -126,6 +197,8 @@ class LoRALayer:
         if self.r == 0:
             return "r=0"
         kind = ", use_rslora=True" if self.use_rslora else ""
+        kind += ", use_dora=True" if self.config.use_dora else ""
+        kind += f", init={self.config.init!r}" if self.config.init != "default" else ""
         return f"r={self.r}, lora_alpha={self.lora_alpha}, scaling={self.scaling:g}{kind}"
 
 
@@ -152,7 +225,7 @@ def _kaiming_uniform_(tensor: torch.Tensor) -> None:
 
 
 class Embedding(LoRALayer, nn.Embedding):
-    """``nn.Embedding`` with a LoRA update; A starts at zero and B normal (loralib's choice)."""
+    """``nn.Embedding`` with a LoRA update; A starts at zero and B normal (loralib's choice), no dropout."""
 
     def __init__(
         self,
@@ -162,10 +235,14 @@ class Embedding(LoRALayer, nn.Embedding):
         lora_alpha: float = 1,
         merge_weights: bool = True,
         use_rslora: bool = False,
+        *,
+        config: LoRAConfig | None = None,
         **kwargs,
     ) -> None:
         nn.Embedding.__init__(self, num_embeddings, embedding_dim, **kwargs)
-        LoRALayer.__init__(self, r, lora_alpha, 0.0, merge_weights, use_rslora)
+        if config is not None:  # loralib and PEFT apply no dropout to embedding lookups
+            config = replace(config, lora_dropout=0.0)
+        LoRALayer.__init__(self, r, lora_alpha, 0.0, merge_weights, use_rslora, config=config)
         if self.r > 0:
             self._create_lora_parameters(self.weight.device, self.weight.dtype)
             self.weight.requires_grad = False
@@ -206,12 +283,16 @@ class _LinearLoRA(LoRALayer, nn.Linear):
     """What ``Linear`` and ``MergedLinear`` share: the GPT-2 weight layout, init, and the fused forward."""
 
     fan_in_fan_out: bool
+    supported_inits = ("default", "gaussian")
 
     def _finish_init(self, fan_in_fan_out: bool) -> None:
-        # loralib's order of random draws (nn.Linear's init, then A's), so a seed gives loralib's values.
-        self.reset_parameters()
+        # loralib's order of random draws (nn.Linear's init, then A's), so a seed gives loralib's values;
+        # W0 takes its final layout first, as PiSSA's and DoRA's inits read it.
+        nn.Linear.reset_parameters(self)
         if fan_in_fan_out:
             self.weight.data = self.weight.data.transpose(0, 1).contiguous()
+        if "lora_A" in self._parameters:
+            self.reset_lora_parameters()
 
     def reset_parameters(self) -> None:
         nn.Linear.reset_parameters(self)
@@ -219,7 +300,10 @@ class _LinearLoRA(LoRALayer, nn.Linear):
             self.reset_lora_parameters()
 
     def reset_lora_parameters(self) -> None:
-        _kaiming_uniform_(self.lora_A)
+        if self.config.init == "gaussian":  # PEFT's "gaussian": std 1/r
+            nn.init.normal_(self.lora_A, std=1 / self.r)
+        else:
+            _kaiming_uniform_(self.lora_A)
         nn.init.zeros_(self.lora_B)
 
     def _oriented(self, weight: torch.Tensor) -> torch.Tensor:
@@ -241,7 +325,23 @@ class _LinearLoRA(LoRALayer, nn.Linear):
 
 
 class Linear(_LinearLoRA):
-    """``nn.Linear`` with a LoRA update; ``fan_in_fan_out`` stores ``weight`` as (in, out) like GPT-2."""
+    """``nn.Linear`` with a LoRA update; ``fan_in_fan_out`` stores ``weight`` as (in, out) like GPT-2.
+
+    Variants, chosen by ``config`` (each computes what PEFT's ``LoraConfig`` with the same option computes):
+
+    * ``init="gaussian"``: A ~ N(0, (1/r)^2), B = 0.
+    * ``init="pissa"``: ``B A = U_r S_r V_r^T / scaling`` (top-r SVD of W0, split as ``sqrt(S_r)`` on each
+      side) and ``weight`` becomes the residual ``W0 - scaling * B A``; the initial factors stay in the
+      buffers ``pissa_A0``/``pissa_B0``, so :meth:`as_plain_lora` can express the trained layer as a
+      rank-2r LoRA of the pretrained W0 (adapter files and PEFT exports store that form).
+    * ``use_dora``: ``h = m * (W x + scaling * B A x) / ||W + scaling * B A||_row`` with the trainable
+      magnitude ``lora_magnitude_vector`` (PEFT's name), initialised to the row norms of W (``W0``'s
+      per-output norms); the norm is detached from the graph (DoRA paper, section 4.3), and lora_dropout
+      applies to the LoRA input as in PEFT.
+    """
+
+    supported_inits = ("default", "gaussian", "pissa")
+    supports_dora = True
 
     def __init__(
         self,
@@ -253,10 +353,12 @@ class Linear(_LinearLoRA):
         fan_in_fan_out: bool = False,
         merge_weights: bool = True,
         use_rslora: bool = False,
+        *,
+        config: LoRAConfig | None = None,
         **kwargs,
     ) -> None:
         nn.Linear.__init__(self, in_features, out_features, **kwargs)
-        LoRALayer.__init__(self, r, lora_alpha, lora_dropout, merge_weights, use_rslora)
+        LoRALayer.__init__(self, r, lora_alpha, lora_dropout, merge_weights, use_rslora, config=config)
         self.fan_in_fan_out = fan_in_fan_out
         if self.r > 0:
             self._create_lora_parameters(self.weight.device, self.weight.dtype)
@@ -266,6 +368,91 @@ class Linear(_LinearLoRA):
     def _create_lora_parameters(self, device: torch.device, dtype: torch.dtype) -> None:
         self.lora_A = nn.Parameter(torch.zeros((self.r, self.in_features), device=device, dtype=dtype))
         self.lora_B = nn.Parameter(torch.zeros((self.out_features, self.r), device=device, dtype=dtype))
+        if self.config.init == "pissa":
+            self.register_buffer("pissa_A0", torch.zeros_like(self.lora_A))
+            self.register_buffer("pissa_B0", torch.zeros_like(self.lora_B))
+        if self.config.use_dora:
+            self.lora_magnitude_vector = nn.Parameter(torch.zeros(self.out_features, device=device, dtype=dtype))
+
+    def reset_lora_parameters(self) -> None:
+        if self.config.init == "pissa":
+            self._pissa_init()
+        else:
+            super().reset_lora_parameters()
+        if self.config.use_dora:
+            with torch.no_grad():
+                self.lora_magnitude_vector.copy_(self._row_norms())
+
+    def _pissa_init(self) -> None:
+        weight = self.frozen_weight
+        if weight.is_meta:  # built on the meta device by inject_lora; initialised once W0 is adopted
+            return
+        if self.r > min(self.in_features, self.out_features):
+            raise LoRAConfigError(
+                f"init='pissa' needs r <= min(in_features, out_features) = "
+                f"{min(self.in_features, self.out_features)} (the SVD has no more directions), got r={self.r}; "
+                "lower r or use init='default'"
+            )
+        with torch.no_grad():
+            w0 = self._oriented(weight.float())
+            u, s, vh = torch.linalg.svd(w0, full_matrices=False)
+            root = (s[: self.r] / self.scaling).sqrt()
+            self.lora_A.copy_(root[:, None] * vh[: self.r])
+            self.lora_B.copy_(u[:, : self.r] * root)
+            self.pissa_A0.copy_(self.lora_A)
+            self.pissa_B0.copy_(self.lora_B)
+            # The residual from the stored (possibly rounded) factors, so the layer starts at exactly W0.
+            residual = w0 - self.scaling * (self.lora_B.float() @ self.lora_A.float())
+            weight.copy_(self._oriented(residual))
+
+    def pretrained_weight(self) -> torch.Tensor:
+        """``W0``; after a PiSSA init, rebuilt in float32 as ``W_res + scaling * B0 A0``."""
+        if self.config.init != "pissa" or not self.has_lora:
+            return self.frozen_weight
+        with torch.no_grad():
+            initial = self.pissa_B0.float() @ self.pissa_A0.float()
+            return self.frozen_weight.float() + self._oriented(self.scaling * initial)
+
+    def as_plain_lora(self) -> tuple[LoRAConfig, torch.Tensor, torch.Tensor]:
+        """After a PiSSA init: ``W_res + s B A = W0 + s (B A - B0 A0) = W0 + s [B, -B0] [A; A0]``, rank 2r.
+
+        The config keeps ``scaling`` (``lora_alpha`` is adjusted to the doubled rank) and DoRA; its init
+        is ``"default"``, as the pretrained W0 must not be split again when the result is loaded.
+        """
+        if self.config.init != "pissa" or not self.has_lora:
+            return super().as_plain_lora()
+        with torch.no_grad():
+            a = torch.cat([self.lora_A, self.pissa_A0.to(self.lora_A.dtype)], dim=0)
+            b = torch.cat([self.lora_B, -self.pissa_B0.to(self.lora_B.dtype)], dim=1)
+        return replace(self.config.with_rank(2 * self.r), init="default"), a, b
+
+    def _row_norms(self) -> torch.Tensor:
+        """``||W + scaling * B A||`` of each output row in float32, without gradient (DoRA's norm)."""
+        with torch.no_grad():
+            weight = self._oriented(self.frozen_weight.float())
+            return torch.linalg.vector_norm(weight + self.scaling * (self.lora_B.float() @ self.lora_A.float()), dim=1)
+
+    def _merged_float(self) -> torch.Tensor:
+        merged = super()._merged_float()
+        if not self.config.use_dora:
+            return merged
+        rows = self._oriented(merged)
+        factor = self.lora_magnitude_vector.float() / torch.linalg.vector_norm(rows, dim=1)
+        return self._oriented(rows * factor[:, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.config.use_dora and self.has_lora and not self.merged):
+            return super().forward(x)
+        result = F.linear(x, self._oriented(self.frozen_weight), self.bias)
+        factor = (self.lora_magnitude_vector / self._row_norms().to(self.lora_magnitude_vector.dtype)).to(result.dtype)
+        if isinstance(self.lora_dropout, nn.Identity) or not self.training:
+            base = result if self.bias is None else result - self.bias
+        else:  # W x on the dropped-out input, as PEFT: m/||.|| rescales the W x the LoRA branch sees
+            x = self.lora_dropout(x)
+            base = F.linear(x, self._oriented(self.frozen_weight))
+        after_a = F.linear(_lora_input(x, self.lora_A), self.lora_A)
+        lora_result = F.linear(after_a, self.lora_B).to(result.dtype)
+        return result + (factor - 1) * base + factor * lora_result * self.scaling
 
     def extra_repr(self) -> str:
         fifo = ", fan_in_fan_out=True" if self.fan_in_fan_out else ""
@@ -290,10 +477,12 @@ class MergedLinear(_LinearLoRA):
         fan_in_fan_out: bool = False,
         merge_weights: bool = True,
         use_rslora: bool = False,
+        *,
+        config: LoRAConfig | None = None,
         **kwargs,
     ) -> None:
         nn.Linear.__init__(self, in_features, out_features, **kwargs)
-        LoRALayer.__init__(self, r, lora_alpha, lora_dropout, merge_weights, use_rslora)
+        LoRALayer.__init__(self, r, lora_alpha, lora_dropout, merge_weights, use_rslora, config=config)
         self.enable_lora = check_enable_lora(enable_lora, out_features)
         self.fan_in_fan_out = fan_in_fan_out
         if self.r > 0 and any(self.enable_lora):
@@ -360,11 +549,13 @@ class ConvLoRA(LoRALayer, nn.Module):
         lora_dropout: float = 0.0,
         merge_weights: bool = True,
         use_rslora: bool = False,
+        *,
+        config: LoRAConfig | None = None,
         **kwargs,
     ) -> None:
         nn.Module.__init__(self)
         self.conv = conv_module(in_channels, out_channels, kernel_size, **kwargs)
-        LoRALayer.__init__(self, r, lora_alpha, lora_dropout, merge_weights, use_rslora)
+        LoRALayer.__init__(self, r, lora_alpha, lora_dropout, merge_weights, use_rslora, config=config)
         if self.r > 0:
             self._create_lora_parameters(self.conv.weight.device, self.conv.weight.dtype)
             self.conv.weight.requires_grad = False

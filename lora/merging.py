@@ -73,7 +73,9 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
 
     The result has no LoRA modules, the pretrained model's state-dict keys and shapes, and the
     adapted model's outputs, so it serves with zero added inference latency. Returns ``model``;
-    a bare LoRA layer passed in is returned as its plain counterpart.
+    a bare LoRA layer passed in is returned as its plain counterpart. Its weights no longer match
+    the base weight fingerprints of saved adapters, so :func:`lora.load_adapter` refuses to add the
+    update a second time.
     """
     if isinstance(model, LoRALayer):
         return _plain_module(model).train(model.training)

@@ -18,6 +18,11 @@ itself (``lora_alpha / r``, or ``/ sqrt(r)`` with ``use_rslora``, one flag for a
 exported alpha is chosen to give exactly our scaling: bit for bit when the arithmetic allows (integer
 alphas without rsLoRA), else to within one rounding of a float.
 
+Variants: DoRA (``use_dora``) exports its ``lora_magnitude_vector`` under PEFT's key and sets PEFT's
+``use_dora`` (one flag for all layers, so layers must agree); a PiSSA-initialised layer exports the
+equivalent rank-2r LoRA on the pretrained ``W0`` (:meth:`lora.Linear.as_plain_lora`, PEFT's own
+conversion on save), so ``PeftModel.from_pretrained`` takes the original base, not the residual one.
+
 Conv layers have no equivalent and are refused: loralib reshapes ``B A`` into the kernel, PEFT's conv LoRA
 is a conv into ``r`` channels followed by a 1x1 conv, and neither form can express the other's updates.
 """
@@ -35,8 +40,9 @@ import torch
 import torch.nn as nn
 
 from lora._checks import check_bias_mode
-from lora._files import json_bytes, safetensors_payload, write_atomic
+from lora.config import alpha_for_scaling
 from lora.errors import LoRAConfigError, UnsupportedModuleError
+from lora.files import json_bytes, safetensors_payload, write_atomic
 from lora.layers import ConvLoRA, Embedding, Linear, LoRALayer, MergedLinear
 from lora.trainable import dropout_probability, lora_state_dict, named_lora_layers, resolve_modules
 
@@ -72,23 +78,14 @@ def peft_lora_alpha(layer: LoRALayer, rank: int, use_rslora: bool) -> float:
     """The ``lora_alpha`` for which PEFT's scaling at ``rank`` (and ``use_rslora``) is ``layer.scaling``.
 
     PEFT computes ``alpha / rank`` (or ``alpha / sqrt(rank)``) itself; the natural candidate
-    (``lora_alpha * rank / r``, exact for integer alphas) is tried first, then the float nearest to
-    ``scaling * rank`` and its neighbours, keeping the first that reproduces ``layer.scaling`` bit for
-    bit. Integral values are returned as ``int`` for a readable config.
+    (``lora_alpha * rank / r``, exact for integer alphas) is tried first (see
+    :func:`lora.config.alpha_for_scaling`).
     """
-    denominator = math.sqrt(rank) if use_rslora else rank
-    candidates = []
+    hint = None
     if layer.use_rslora == use_rslora:
         ratio = rank / layer.r
-        candidates.append(layer.lora_alpha * (math.sqrt(ratio) if use_rslora else ratio))
-    nearest = layer.scaling * denominator
-    candidates.append(nearest)
-    up = down = nearest
-    for _ in range(4):
-        up, down = math.nextafter(up, math.inf), math.nextafter(down, -math.inf)
-        candidates += [up, down]
-    alpha = next((c for c in candidates if c / denominator == layer.scaling), nearest)
-    return int(alpha) if float(alpha).is_integer() else alpha
+        hint = layer.lora_alpha * (math.sqrt(ratio) if use_rslora else ratio)
+    return alpha_for_scaling(layer.scaling, rank, use_rslora, hint)
 
 
 @dataclass(frozen=True)
@@ -119,8 +116,11 @@ def _to_peft(name: str, layer: LoRALayer) -> _PeftLayer:
         a, b = whole_layer_factors(layer)
         return _PeftLayer(name, layer, {f"{key}lora_A.weight": a, f"{key}lora_B.weight": b}, a.shape[0])
     if isinstance(layer, Linear):
-        tensors = {f"{key}lora_A.weight": layer.lora_A, f"{key}lora_B.weight": layer.lora_B}
-        return _PeftLayer(name, layer, tensors, layer.r)
+        config, a, b = layer.as_plain_lora()  # rank 2r on the pretrained W0 after a PiSSA init
+        tensors = {f"{key}lora_A.weight": a, f"{key}lora_B.weight": b}
+        if config.use_dora:
+            tensors[f"{key}lora_magnitude_vector"] = layer.lora_magnitude_vector
+        return _PeftLayer(name, layer, tensors, config.r)
     raise UnsupportedModuleError(f"{name} is a {type(layer).__name__}, which has no PEFT LoRA counterpart")
 
 
@@ -169,6 +169,10 @@ def _check_saved_modules(
                 )
 
 
+def _listing(names: Sequence[str], limit: int = 4) -> str:
+    return ", ".join(names[:limit]) + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+
+
 def _most_common(values: Sequence[float]) -> float:
     """The most frequent value (the first seen among equals), so patterns cover the fewest layers."""
     return Counter(values).most_common(1)[0][0]
@@ -203,7 +207,8 @@ def export_peft(
 
     Raises:
         UnsupportedModuleError: the model has LoRA on a convolution (no PEFT equivalent).
-        LoRAConfigError: no LoRA layer has parameters; layers differ in ``lora_dropout`` (PEFT has one);
+        LoRAConfigError: no LoRA layer has parameters; layers differ in ``lora_dropout`` or ``use_dora``
+            (PEFT has one of each);
             ``task_type`` or ``bias`` is unknown; or ``modules_to_save`` cannot be expressed for PEFT.
     """
     check_bias_mode(bias)
@@ -224,6 +229,13 @@ def export_peft(
             f"PEFT has one lora_dropout for all layers, but these layers differ: {listing}; give them the "
             "same dropout before exporting"
         )
+    dora = {x.name: x.layer.config.use_dora for x in layers}
+    if len(set(dora.values())) > 1:
+        plain = sorted(name for name, flag in dora.items() if not flag)
+        raise LoRAConfigError(
+            f"PEFT has one use_dora for all layers, but only some layers use DoRA; {_listing(plain)} do not. "
+            "Export a model whose LoRA layers all use DoRA or none does (PEFT would give the others a magnitude)"
+        )
     targets = sorted(layer.name for layer in layers)
     base_names = _base_module_names(model, [name for name, _ in all_layers])
     saved = resolve_modules(model, modules_to_save)
@@ -237,7 +249,7 @@ def export_peft(
     tensors: dict[str, torch.Tensor] = {}
     for layer in layers:
         tensors.update(layer.tensors)
-    lora_matrices = {f"{name}.{p}" for name, _ in all_layers for p in ("lora_A", "lora_B")}
+    lora_matrices = {f"{name}.{p}" for name, layer in all_layers for p in layer._parameters if p.startswith("lora_")}
     exported_biases = {f"{name}.bias": f"{name}.base_layer.bias" for name in targets}
     for key, value in lora_state_dict(model, bias).items():
         if key not in lora_matrices:
@@ -256,6 +268,7 @@ def export_peft(
         "lora_alpha": lora_alpha,
         "lora_dropout": next(iter(dropouts.values()), 0.0),
         "use_rslora": use_rslora,
+        "use_dora": all(dora.values()),
         "target_modules": _target_modules(targets, base_names),
         "rank_pattern": {_pattern(name): rank for name, rank in ranks.items() if rank != r},
         "alpha_pattern": {_pattern(name): alpha for name, alpha in alphas.items() if alpha != lora_alpha},

@@ -13,6 +13,7 @@ from lora.layers import ConvLoRA, LoRALayer
 
 __all__ = [
     "dropout_probability",
+    "in_modules",
     "lora_state_dict",
     "mark_only_lora_as_trainable",
     "named_lora_layers",
@@ -65,8 +66,13 @@ def _bias_name(layer_name: str, layer: LoRALayer) -> str | None:
     return f"{prefix}conv.bias" if isinstance(layer, ConvLoRA) else f"{prefix}bias"
 
 
-def _matches(name: str, patterns: Sequence[str]) -> bool:
-    return any(name == p or name.startswith(f"{p}.") or f".{p}." in f".{name}." for p in patterns)
+def in_modules(param_name: str, modules: Sequence[str]) -> bool:
+    """Whether a parameter belongs to one of ``modules`` (qualified module names or dotted suffixes of them).
+
+    The one test of "this parameter is part of that module" for training heads, counting and saving.
+    """
+    dotted = f".{param_name}"
+    return any(param_name.startswith(f"{m}.") or f".{m}." in dotted for m in modules if m)
 
 
 def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none", trainable_modules: Sequence[str] = ()) -> None:
@@ -87,7 +93,7 @@ def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none", trainable_
     for name, param in model.named_parameters():
         is_lora = "lora_" in name
         is_bias = (bias == "all" and "bias" in name) or (bias == "lora_only" and name in lora_biases)
-        param.requires_grad = is_lora or is_bias or _matches(name, trainable_modules)
+        param.requires_grad = is_lora or is_bias or in_modules(name, trainable_modules)
 
 
 def lora_state_dict(model: nn.Module, bias: str = "none") -> dict[str, torch.Tensor]:

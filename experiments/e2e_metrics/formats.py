@@ -15,8 +15,17 @@ def _read_stripped_lines(path: str | Path, role: str) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise E2EFormatError(f"{role} file not found: {path} (check the path)")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = len((raw[: error.start].decode("utf-8", "replace") + "x").splitlines())
+        raise E2EFormatError(
+            f"{path}:{line}: byte(s) {raw[error.start : error.end].hex(' ')} are not UTF-8 (allowed: UTF-8 text); "
+            f"re-encode the {role} file as UTF-8, e.g. iconv -f latin1 -t utf-8"
+        ) from None
     # str.splitlines breaks at the same line boundaries as the codecs reader of measure_scores.py.
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line.strip() for line in text.splitlines()]
     if not any(lines):
         raise E2EFormatError(f"{role} file {path} is empty: it holds no text at all")
     return lines
@@ -57,20 +66,38 @@ def read_references(path: str | Path) -> list[list[str]]:
     return groups
 
 
+def _split_mr_text(line: str, path: str | Path, number: int) -> tuple[str, str]:
+    """(MR, text) of one line; anything but exactly one '||' with text on both sides is refused, as a second
+    '||' would silently move words between the MR and the text."""
+    mr, separator, text = line.partition("||")
+    mr, text = mr.strip(), text.strip()
+    problem = None
+    if not separator:
+        problem = "no '||' between the MR and the text"
+    elif "||" in text:
+        problem = f"{1 + text.count('||')} '||' separators"
+    elif mr.endswith("|") or text.startswith("|"):
+        problem = "'|||' leaves the boundary between the MR and the text ambiguous"
+    elif not mr:
+        problem = "empty MR before '||'"
+    elif not text:
+        problem = "empty text after '||'"
+    if problem:
+        raise E2EFormatError(
+            f"{path}:{number}: {problem} (allowed: exactly one '||' with text on both sides, e.g. "
+            "'name : The Vaults | Type : pub||The Vaults is a pub .'); fix the line"
+        )
+    return mr, text
+
+
 def read_mr_text_file(path: str | Path) -> list[tuple[str, str]]:
-    """(MR, text) pairs from an E2E data file in the LoRA repository's `MR||text` layout."""
-    pairs = []
-    for number, line in enumerate(_read_stripped_lines(path, "E2E data"), start=1):
-        if not line:
-            continue
-        mr, separator, text = line.partition("||")
-        if not separator:
-            raise E2EFormatError(
-                f"E2E data file {path}, line {number}: no '||' between the MR and the text; "
-                "expected lines like 'name : The Vaults | Type : pub||The Vaults is a pub.'"
-            )
-        pairs.append((mr.strip(), text.strip()))
-    return pairs
+    """(MR, text) pairs from an E2E data file in the LoRA repository's `MR||text` layout; blank lines are skipped.
+
+    Raises:
+        E2EFormatError: naming file and line, for a line that is not exactly one non-empty MR, '||', and text.
+    """
+    lines = _read_stripped_lines(path, "E2E data")
+    return [_split_mr_text(line, path, number) for number, line in enumerate(lines, start=1) if line]
 
 
 def group_references_by_mr(pairs: Sequence[tuple[str, str]]) -> tuple[list[str], list[list[str]]]:

@@ -42,3 +42,23 @@ def mteval_tokenize(text: str) -> list[str]:
         text = pattern.sub(replacement, text)
     text = _PERL_SPACE_RUN.sub(" ", text).strip(" ")  # every Perl space is a plain space by now
     return text.split(" ") if text else []
+
+
+_PYTHON_SPACE_RUN = re.compile(r"\s+")
+
+
+def pymteval_tokenize(text: str) -> list[str]:
+    """The tokens the official scorer's Python MT-Eval (`measure_scores.py -p`) counts in one segment.
+
+    The same splitting rules as `mteval_tokenize`, with three differences of that re-implementation: every
+    cased letter is lowercased (not only A-Z), whitespace is Python's (which includes \\x1c-\\x1f), and an
+    empty segment is one empty token, so an empty output still counts one word.
+    """
+    text = text.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
+    for entity, character in _ENTITIES:
+        text = text.replace(entity, character)
+    text = f" {text} "
+    for pattern, replacement in _SPLIT_RULES:
+        text = pattern.sub(replacement, text)
+    text = _PYTHON_SPACE_RUN.sub(" ", text).strip()
+    return [token.lower() for token in text.split(" ")]

@@ -9,8 +9,8 @@ from experiments.e2e_metrics.bleu import corpus_bleu
 from experiments.e2e_metrics.cider import corpus_cider
 from experiments.e2e_metrics.java_tools import require_java
 from experiments.e2e_metrics.meteor import MeteorScorer
-from experiments.e2e_metrics.mteval_tokenizer import mteval_tokenize
-from experiments.e2e_metrics.nist import corpus_nist
+from experiments.e2e_metrics.mteval_tokenizer import mteval_tokenize, pymteval_tokenize
+from experiments.e2e_metrics.nist import NIST_VARIANTS, corpus_nist
 from experiments.e2e_metrics.ptb_tokenizer import ptb_tokenize
 from experiments.e2e_metrics.rouge import corpus_rouge_l
 
@@ -58,9 +58,17 @@ class E2EScorer:
 
     METEOR takes seconds to load; scoring several systems (seeds, checkpoints) through one scorer pays that
     once. Use it as a context manager, or call `close`.
+
+    `nist` picks the official script's NIST implementation: "pymteval" (`measure_scores.py -p`, the command
+    LoRA's README runs for the paper's E2E table; the default) or "mteval" (its default Perl
+    mteval-v13a-sig.pl). They differ in the reference length of the length penalty (see
+    `experiments.e2e_metrics.nist`); the other four metrics do not depend on the choice.
     """
 
-    def __init__(self, *, java: str = "java") -> None:
+    def __init__(self, *, java: str = "java", nist: str = "pymteval") -> None:
+        if nist not in NIST_VARIANTS:
+            raise ValueError(f"unknown NIST variant {nist!r}; choose one of {', '.join(NIST_VARIANTS)}")
+        self._nist = nist
         self._java = require_java(java)
         self._meteor = MeteorScorer(java=self._java)  # loads in the background while the rest is computed
 
@@ -75,13 +83,28 @@ class E2EScorer:
         ptb_hypotheses, ptb_references = _ptb_tokenize_corpus(hypotheses, references, self._java)
         scores = {
             "BLEU": corpus_bleu(mteval_hypotheses, mteval_references),
-            "NIST": corpus_nist(mteval_hypotheses, mteval_references),
+            "NIST": self._corpus_nist(hypotheses, references, mteval_hypotheses, mteval_references),
             "ROUGE_L": corpus_rouge_l(ptb_hypotheses, ptb_references),
             "CIDEr": corpus_cider(ptb_hypotheses, ptb_references),
         }
         # Last, so that the rest ran while METEOR was loading.
         scores["METEOR"] = self._meteor.corpus_score(ptb_hypotheses, ptb_references)
         return {name: scores[name] for name in METRIC_NAMES}
+
+    def _corpus_nist(
+        self,
+        hypotheses: Sequence[str],
+        references: Sequence[Sequence[str]],
+        mteval_hypotheses: list[list[str]],
+        mteval_references: list[list[list[str]]],
+    ) -> float:
+        if self._nist == "mteval":
+            return corpus_nist(mteval_hypotheses, mteval_references, variant="mteval")
+        return corpus_nist(
+            [pymteval_tokenize(hypothesis) for hypothesis in hypotheses],
+            [[pymteval_tokenize(reference) for reference in group] for group in references],
+            variant="pymteval",
+        )
 
     def close(self) -> None:
         """Stop the METEOR process."""
@@ -100,9 +123,11 @@ class E2EScorer:
 
 
 def score_e2e(
-    hypotheses: Sequence[str], references: Sequence[Sequence[str]], *, java: str = "java"
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]], *, java: str = "java", nist: str = "pymteval"
 ) -> dict[str, float]:
     """The official E2E challenge metrics of one system: one hypothesis per MR, all references of each MR.
+
+    `nist` is "pymteval" (`measure_scores.py -p`, as LoRA ran it) or "mteval" (the script's Perl default).
 
     Raises:
         ValueError: the corpus is malformed (see `check_corpus`).
@@ -110,5 +135,5 @@ def score_e2e(
         JavaToolNotFoundError: `pycocoevalcap`, which ships their jars, is missing or incomplete.
     """
     check_corpus(hypotheses, references)
-    with E2EScorer(java=java) as scorer:
+    with E2EScorer(java=java, nist=nist) as scorer:
         return scorer.score(hypotheses, references)

@@ -14,8 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from experiments.methods import display
 from experiments.paper_numbers import TABLE5_BUDGETS, TABLE18
-from experiments.reporting.runs import METHOD_NAMES
 from experiments.reporting.tables import TASK_NAMES, paper_model, rank_series, target_budget
 
 __all__ = ["plot_params", "plot_rank", "plot_targets"]
@@ -28,7 +28,6 @@ _METRIC_NAMES = {
     "f1": "F1",
     "BLEU": "BLEU",
 }
-_METHOD_STYLE = {"lora": ("tab:blue", "o"), "full_ft": ("tab:red", "s"), "bitfit": ("tab:green", "^")}
 
 
 def _y_label(family: str, metric: str | None) -> str:
@@ -143,16 +142,16 @@ def plot_params(groups: pd.DataFrame, path: Path) -> Path | None:
     for ax, (family, model, task) in zip(axes, panels, strict=True):
         panel = usable[(usable["family"] == family) & (usable["model"] == model) & (usable["task"] == task)]
         for method, members in panel.groupby("method", sort=False):
-            color, marker = _METHOD_STYLE.get(method, ("tab:gray", "D"))
+            shown = display(method)
             members = members.sort_values("trainable_params")
             ax.errorbar(
                 members["trainable_params"].astype(float),
                 members["median"],
                 yerr=_error(members["median"], members["min"], members["max"]),
-                fmt=marker,
-                color=color,
+                fmt=shown.marker,
+                color=shown.colour,
                 capsize=3,
-                label=f"{METHOD_NAMES.get(method, method)} ({len(members)} config.)",
+                label=f"{shown.label} ({len(members)} config.)",
             )
         ax.set_xscale("log")
         decades = math.log10(panel["trainable_params"].max() / panel["trainable_params"].min())
@@ -173,7 +172,7 @@ def plot_params(groups: pd.DataFrame, path: Path) -> Path | None:
 def plot_targets(groups: pd.DataFrame, path: Path) -> Path | None:
     """Score per adapted-matrix set at the Table 5 budget (r x matrices = 8), one marker series per
     configuration. None when fewer than two budget pairs ran for any (model, task)."""
-    lora = groups[(groups["method"] == "lora") & (groups["n"] > 0)]
+    lora = groups[groups["r"].notna() & (groups["n"] > 0)]
     lora = lora.assign(_budget=[target_budget(t, r) for t, r in zip(lora["targets"], lora["r"], strict=True)])
     lora = lora[lora["_budget"].notna()]
     panels = [

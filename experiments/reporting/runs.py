@@ -20,10 +20,11 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.methods import display, get_method, rank_stabilised
 from experiments.paper_numbers import GLUE_TASKS
 from experiments.results import FAILURE_FILE, RESULT_FILE
 
-__all__ = ["COLUMNS", "E2E_SCALES", "METHOD_NAMES", "config_settings", "find_run_files", "load_runs", "run_record"]
+__all__ = ["COLUMNS", "E2E_SCALES", "config_settings", "find_run_files", "load_runs", "run_record"]
 
 # Display units, the paper's: GLUE metrics x100; E2E BLEU/METEOR/ROUGE-L x100, NIST and CIDEr as computed.
 GLUE_SCALE = 100.0
@@ -76,6 +77,8 @@ _SPEED_ONLY = {
     "decode.batch_size",
 }
 _METHOD_KEYS = {"name", "r", "lora_alpha", "lora_dropout", "targets", "use_rslora", "bias", "init_adapter"}
+# Method settings with a column of their own (the rank, alpha and target tables read them).
+_SHARED_METHOD_COLUMNS = ("r", "lora_alpha", "use_rslora", "targets")
 _SEED_DIR = re.compile(r"seed-?\d+")
 
 
@@ -151,21 +154,18 @@ def config_settings(config: Mapping[str, Any], recipe: Mapping[str, Any] | None)
     """What distinguishes a configuration, seed and paths aside: method settings, overrides of the recipe's
     per-task values, and every other semantic config key (flattened)."""
     method = config["method"]
-    lora = method["name"] == "lora"
+    own = _method_settings(method)  # what the method says tells its configurations apart
     settings: dict[str, Any] = {
         "method": method["name"],
         "preset": config["preset"]["name"],
-        "r": method.get("r") if lora else None,
-        "lora_alpha": float(method["lora_alpha"]) if lora and method.get("lora_alpha") is not None else None,
-        "use_rslora": bool(method.get("use_rslora")) if lora else None,
-        "targets": "+".join(method.get("targets") or []) if lora else None,
+        **{key: own.pop(key, None) for key in _SHARED_METHOD_COLUMNS},
     }
-    optional: dict[str, Any] = {}
-    if lora:
+    optional: dict[str, Any] = dict(own)
+    if settings["r"] is not None:
         optional["lora_dropout"] = method.get("lora_dropout")
         optional["bias"] = method.get("bias", "none")
     for key, value in method.items():
-        if key not in _METHOD_KEYS:
+        if key not in _METHOD_KEYS and key not in optional:
             optional[f"method.{key}"] = value
     train = config.get("train", {})
     for key, recipe_key in _RECIPE_TRAIN_KEYS.items():
@@ -180,6 +180,13 @@ def config_settings(config: Mapping[str, Any], recipe: Mapping[str, Any] | None)
     optional.update({k: v for k, v in flat.items() if k not in _SPEED_ONLY})
     settings["optional"] = optional
     return settings
+
+
+def _method_settings(method: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return get_method(method).settings()
+    except (KeyError, ValueError):  # a method this code no longer knows: its raw config speaks for it
+        return {}
 
 
 def _base_record(path: Path) -> dict[str, Any]:
@@ -236,7 +243,6 @@ def _scores(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-METHOD_NAMES = {"lora": "LoRA", "full_ft": "Full FT", "bitfit": "BitFit"}
 # What each family of series leaves out of a configuration (the settings its table or plot varies).
 _SERIES = {
     "variant": (),
@@ -248,13 +254,13 @@ _SERIES = {
 
 def _label(settings: Mapping[str, Any], shown: Sequence[str], omit: Sequence[str] = ()) -> str:
     method = settings["method"]
-    parts = [METHOD_NAMES.get(method, method)]
-    if method == "lora":
+    parts = [display(method).label]
+    if settings["r"] is not None:
         lora = [
             f"r={settings['r']}" if "r" not in omit else "",
             f"α={settings['lora_alpha']:g}" if "lora_alpha" not in omit else "",
             settings["targets"] if "targets" not in omit else "",
-            "rsLoRA" if settings["use_rslora"] and "use_rslora" not in omit else "",
+            "rsLoRA" if settings["use_rslora"] and not rank_stabilised(method) and "use_rslora" not in omit else "",
         ]
         parts.extend(part for part in lora if part)
     optional = settings["optional"]
@@ -295,7 +301,7 @@ def load_runs(directories: Iterable[str | Path], include_quick: bool = False) ->
     rows = [run_record(path) for path in find_run_files(directories, include_quick)]
     for family in {row["family"] for row in rows if row.get("_settings")}:
         members = [row for row in rows if row.get("_settings") and row["family"] == family]
-        lora_members = [row["_settings"] for row in members if row["_settings"]["method"] == "lora"]
+        lora_members = [row["_settings"] for row in members if row["_settings"]["r"] is not None]
         shown = _varying_keys([row["_settings"] for row in members])
         # LoRA-only keys vary only among LoRA runs; absent for other methods is not a difference.
         lora_only = {"lora_dropout", "bias"}

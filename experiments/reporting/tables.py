@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.methods import display, rank_stabilised
 from experiments.paper_numbers import (
     E2E_METRICS,
     GLUE_TASKS,
@@ -26,7 +27,6 @@ from experiments.paper_numbers import (
     paper_row,
 )
 from experiments.reporting.aggregate import cell_from, format_count
-from experiments.reporting.runs import METHOD_NAMES
 
 __all__ = [
     "PAPER_MODEL_NAMES",
@@ -139,14 +139,14 @@ def _targets(value: Any) -> tuple[str, ...]:
 
 
 def _is_paper_setting(row: pd.Series) -> bool:
-    """The paper's configuration of a method: for LoRA, the recipe's r and alpha on Wq, Wv, no rsLoRA."""
-    if row["method"] != "lora":
+    """The paper's configuration of a method: for a low-rank one, the recipe's r and alpha on Wq, Wv, no rsLoRA."""
+    if pd.isna(row["r"]):
         return True
     return (
         _is(row["r"], row["recipe_r"])
         and _is(row["lora_alpha"], row["recipe_alpha"])
         and _targets(row["targets"]) == ("Wq", "Wv")
-        and not _flag(row["use_rslora"])
+        and _flag(row["use_rslora"]) == rank_stabilised(row["method"])
     )
 
 
@@ -158,7 +158,7 @@ def _paper_cell(row: PaperRow | None, key: str, digits: int = 1) -> str:
 
 
 def _method_order(method: str) -> int:
-    return {"lora": 0, "full_ft": 1, "bitfit": 2}.get(method, 3)
+    return display(method).order
 
 
 def _init_mark(group: pd.Series) -> str:
@@ -253,7 +253,7 @@ def glue_methods_table(groups: pd.DataFrame) -> Table | None:
         for paper in (r for r in TABLE2 if r.model == reference):
             row = {
                 "Model": f"paper: {PAPER_MODEL_NAMES[reference]}",
-                "Method": f"{METHOD_NAMES.get(paper.method, paper.method)} ({paper.source})",
+                "Method": f"{display(paper.method).label} ({paper.source})",
                 "Trainable": paper.trainable,
                 "+ head": "—",
             }
@@ -351,7 +351,7 @@ def _rank_columns(ranks: Iterable[Any]) -> list[int]:
 def rank_series(groups: pd.DataFrame) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
     """LoRA configurations that were run at two or more ranks r (all else equal), keyed by
     (family, model, task, rank series, init_from)."""
-    lora = groups[(groups["method"] == "lora") & groups["r"].notna()]
+    lora = groups[groups["r"].notna()]
     keys = ["family", "model", "task", "rank_series_key", "init_from"]
     out = []
     for key, series in lora.groupby(keys, sort=True):
@@ -441,7 +441,7 @@ def _alpha_rules(members: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
 
 def alpha_table(groups: pd.DataFrame) -> Table | None:
     """Score by rank under each alpha scaling rule (fixed alpha, alpha = r, rsLoRA), where two or more ran."""
-    lora = groups[(groups["method"] == "lora") & groups["r"].notna()]
+    lora = groups[groups["r"].notna()]
     blocks = []
     for key, members in lora.groupby(["family", "model", "task", "alpha_series_key", "init_from"], sort=True):
         rules = _alpha_rules(members)
@@ -500,7 +500,7 @@ def _budget_label(budget: tuple[tuple[str, ...], int]) -> str:
 
 def targets_table(groups: pd.DataFrame) -> Table | None:
     """Which matrices to adapt at a fixed parameter budget (paper Table 5), with the paper's GPT-3 numbers."""
-    lora = groups[groups["method"] == "lora"]
+    lora = groups[groups["r"].notna()]
     lora = lora.assign(_budget=[target_budget(t, r) for t, r in zip(lora["targets"], lora["r"], strict=True)])
     lora = lora[lora["_budget"].notna()]
     blocks = [
@@ -563,25 +563,21 @@ def targets_table(groups: pd.DataFrame) -> Table | None:
 def _paper_e2e(group: pd.Series) -> tuple[str | None, dict[str, Any]]:
     """The paper's E2E row for one of ours: Table 3 (its LoRA setting, full FT) or Table 18 (other ranks)."""
     model = paper_model("e2e", group["model"], group["model_recipe"])
-    if group["method"] == "lora":
-        if not (
-            _targets(group["targets"]) == ("Wq", "Wv")
-            and _is(group["lora_alpha"], group["recipe_alpha"])
-            and not _flag(group["use_rslora"])
-        ):
-            return None, {}
-        if _is(group["r"], group["recipe_r"]):
-            row = paper_row(TABLE3, model, "lora")
-            return (f"{PAPER_MODEL_NAMES[model]} LoRA, Table 3", dict(row.scores)) if row else (None, {})
-        if model == "gpt2-medium" and int(group["r"]) in TABLE18:
-            return f"GPT-2 M LoRA r={int(group['r'])}, Table 18", dict(TABLE18[int(group["r"])])
+    row = paper_row(TABLE3, model, group["method"])  # None for a method the paper did not run
+    label = f"{PAPER_MODEL_NAMES[model]} {display(group['method']).label}"
+    if row is None or pd.isna(group["r"]):
+        return (f"{label}, {row.source}", dict(row.scores)) if row else (None, {})
+    if not (
+        _targets(group["targets"]) == ("Wq", "Wv")
+        and _is(group["lora_alpha"], group["recipe_alpha"])
+        and _flag(group["use_rslora"]) == rank_stabilised(group["method"])
+    ):
         return None, {}
-    row = paper_row(TABLE3, model, group["method"])
-    return (
-        (f"{PAPER_MODEL_NAMES[model]} {METHOD_NAMES.get(group['method'])}, {row.source}", dict(row.scores))
-        if row
-        else (None, {})
-    )
+    if _is(group["r"], group["recipe_r"]):
+        return f"{label}, Table 3", dict(row.scores)
+    if model == "gpt2-medium" and int(group["r"]) in TABLE18:
+        return f"GPT-2 M {display(group['method']).label} r={int(group['r'])}, Table 18", dict(TABLE18[int(group["r"])])
+    return None, {}
 
 
 def _e2e_long(e2e: pd.DataFrame) -> pd.DataFrame:
@@ -623,14 +619,14 @@ def e2e_table(groups: pd.DataFrame) -> Table | None:
     references = sorted({paper_model("e2e", m, r) for m, r in zip(e2e["model"], e2e["model_recipe"], strict=True)})
     for reference in references:
         for paper in (r for r in TABLE3 if r.model == reference):
-            name = "PreLayer" if paper.method == "prefix_layer" else METHOD_NAMES.get(paper.method, paper.method)
+            name = "PreLayer" if paper.method == "prefix_layer" else display(paper.method).label
             row = {
                 "Model": f"paper: {PAPER_MODEL_NAMES[reference]}",
                 "Method": f"{name} ({paper.source})",
                 "Trainable": paper.trainable,
             }
             rows.append(row | {E2E_NAMES[m]: _paper_cell(paper, m, E2E_DIGITS[m]) for m in E2E_METRICS})
-    ranks = sorted({int(r) for r in e2e.loc[(e2e["method"] == "lora") & e2e["r"].notna(), "r"]} & set(TABLE18) - {4})
+    ranks = sorted({int(r) for r in e2e.loc[e2e["r"].notna(), "r"]} & set(TABLE18) - {4})
     if "gpt2-medium" in references:
         for r in ranks:
             row = {"Model": "paper: GPT-2 M", "Method": f"LoRA r={r} (Table 18)", "Trainable": "—"}

@@ -75,9 +75,30 @@ def test_mr_text_file_groups_all_texts_of_an_mr(tmp_path: Path) -> None:
     )
 
 
-def test_mr_text_file_rejects_a_line_without_separator(tmp_path: Path) -> None:
-    with pytest.raises(E2EFormatError, match=r"line 2: no '\|\|' between the MR and the text"):
-        read_mr_text_file(_write(tmp_path / "test.txt", "mr||text\njust text\n"))
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("just text", r"no '\|\|' between the MR and the text"),
+        ("mr||x||text", r"2 '\|\|' separators"),
+        ("name : A |||A.", r"'\|\|\|' leaves the boundary between the MR and the text ambiguous"),
+        ("  ||A is a pub.", r"empty MR before '\|\|'"),
+        ("name : A||  ", r"empty text after '\|\|'"),
+    ],
+)
+def test_mr_text_file_refuses_anything_but_one_mr_and_one_text(tmp_path: Path, line: str, problem: str) -> None:
+    path = _write(tmp_path / "test.txt", f"mr||text\n\n{line}\n")
+    with pytest.raises(
+        E2EFormatError, match=rf"test\.txt:3: {problem} \(allowed: exactly one '\|\|'.*\); fix the line"
+    ):
+        read_mr_text_file(path)
+
+
+@pytest.mark.parametrize("reader", [read_hypotheses, read_references, read_mr_text_file])
+def test_readers_name_file_and_line_of_non_utf8_bytes(reader, tmp_path: Path) -> None:
+    path = tmp_path / "data.txt"
+    path.write_bytes("mr||text\r\nmr||caf\u00e9\n".encode() + b"mr||caf\xe9\n")
+    with pytest.raises(E2EFormatError, match=r"data\.txt:3: byte\(s\) e9 are not UTF-8 .*iconv"):
+        reader(path)
 
 
 def test_writers_round_trip(tmp_path: Path) -> None:

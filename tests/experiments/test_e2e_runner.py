@@ -38,12 +38,15 @@ def _run(assets, results: Path, *extra: str) -> dict:
 @pytest.mark.parametrize("method", ["lora", "full_ft"])
 def test_run_writes_five_metrics_outputs_and_counts(assets, tmp_path: Path, method: str) -> None:
     result = _run(assets, tmp_path, f"method={method}")
-    on_disk = json.loads((Path(result["run_dir"]) / "result.json").read_text())
+    run_dir = tmp_path / result["run_dir"]  # recorded relative to results_dir, its files relative to it
+    text = (run_dir / "result.json").read_text()
+    assert str(tmp_path) not in text and str(assets["model"]) not in text  # no machine path is recorded
+    on_disk = json.loads(text)
     assert set(on_disk["metrics"]["test"]) >= {"BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"}
     assert [e["epoch"] for e in on_disk["metrics"]["per_epoch"]] == [1, 2]
     assert "valid_loss" in on_disk["metrics"]["per_epoch"][-1]
-    hypotheses = read_hypotheses(on_disk["outputs"]["predictions"])
-    references = read_references(on_disk["outputs"]["references"])
+    hypotheses = read_hypotheses(run_dir / on_disk["outputs"]["predictions"])
+    references = read_references(run_dir / on_disk["outputs"]["references"])
     assert len(hypotheses) == len(references) == on_disk["data"]["test_mrs"] == 5
     assert all(len(refs) == 2 for refs in references)  # the synthetic test set has two references per MR
     if method == "lora":  # q and v slices of c_attn: 2 layers x 2 slices x r=4 x (32 + 32)
@@ -84,12 +87,12 @@ def test_bad_data_is_reported(tmp_path: Path) -> None:
         load_e2e(task, {"dir": str(tmp_path), "format": "auto"})
     for name in ("train.txt", "valid.txt", "test.txt"):
         (tmp_path / name).write_text("name : Alpha||Alpha is a pub .\nno separator here\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"train\.txt, line 2: no '\|\|' between the MR and the text"):
+    with pytest.raises(ValueError, match=r"train\.txt:2: no '\|\|' between the MR and the text"):
         load_e2e(task, {"dir": str(tmp_path), "format": "auto"})
 
 
 def test_glue_task_is_refused_by_the_e2e_runner(assets, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"task=sst2 is not E2E"):
+    with pytest.raises(ValueError, match=r"task=sst2 is a glue task; run it with python -m experiments.glue"):
         _run(assets, tmp_path, "task=sst2")
 
 
@@ -104,8 +107,9 @@ def test_without_java_scores_are_pending_until_rescored(assets, tmp_path: Path, 
         patch.setattr(metrics, "score_e2e", no_java)
         result = _run(assets, tmp_path, "method=lora")
     assert result["scoring_pending"] and result["metrics"]["test"] is None and result["main_metric_value"] is None
-    assert e2e_eval.main(["--run", result["run_dir"]]) == 0
-    rescored = json.loads((Path(result["run_dir"]) / "result.json").read_text())
+    run_dir = tmp_path / result["run_dir"]
+    assert e2e_eval.main(["--run", str(run_dir)]) == 0
+    rescored = json.loads((run_dir / "result.json").read_text())
     assert "scoring_pending" not in rescored and set(rescored["metrics"]["test"]) >= {"BLEU", "CIDEr"}
     assert rescored["main_metric_value"] == rescored["metrics"]["test"]["BLEU"]
 
@@ -115,3 +119,29 @@ def test_rescoring_a_directory_without_result_fails_clearly(tmp_path: Path, caps
 
     assert e2e_eval.main(["--run", str(tmp_path)]) == e2e_eval.EXIT_FORMAT_ERROR
     assert "has no result.json" in capsys.readouterr().err
+
+
+def test_init_adapter_is_honoured_and_a_missing_one_refused_before_loading(assets, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    first = _run(assets, tmp_path / "a", "method=lora")
+    adapter = tmp_path / "a" / first["run_dir"] / first["saved"]
+    started = _run(assets, tmp_path / "b", "method=lora", f"method.init_adapter={adapter}", "train.epochs=1")
+    assert started["hyperparameters"]["init_from"] != "pretrained"
+    trained_b = {k: v for k, v in load_file(str(adapter / "adapter.safetensors")).items() if "lora_B" in k}
+    assert trained_b and all(v.abs().sum() > 0 for v in trained_b.values())  # a start that is not the zero init
+    with pytest.raises(FileNotFoundError, match=r"method.init_adapter=.*nowhere: no adapter there"):
+        _run(assets, tmp_path / "c", "method=lora", f"method.init_adapter={tmp_path / 'nowhere'}")
+    assert not (tmp_path / "c").exists()  # refused before the run directory or any model was made
+
+
+@pytest.mark.parametrize("method", ["rslora", "loraplus"])
+def test_lora_variants_run_on_e2e(assets, tmp_path: Path, method: str) -> None:
+    result = _run(assets, tmp_path, f"method={method}", "train.epochs=1")
+    assert result["method"] == method and result["metrics"]["test"] is not None
+
+
+def test_dora_on_gpt2_slices_is_refused_clearly(assets, tmp_path: Path) -> None:
+    with pytest.raises(Exception, match=r"(?i)dora"):
+        _run(assets, tmp_path, "method=dora", "train.epochs=1")
+    assert not list(tmp_path.rglob("result.json"))

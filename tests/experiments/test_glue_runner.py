@@ -51,8 +51,10 @@ def _run(assets, results: Path, *extra: str) -> dict:
 @pytest.mark.parametrize("method", ["lora", "full_ft", "bitfit"])
 def test_each_method_writes_a_complete_result(assets, tmp_path: Path, method: str) -> None:
     result = _run(assets, tmp_path, f"method={method}")
-    path = Path(result["run_dir"]) / "result.json"
-    on_disk = json.loads(path.read_text())
+    run_dir = tmp_path / result["run_dir"]  # recorded relative to results_dir
+    text = (run_dir / "result.json").read_text()
+    assert str(tmp_path) not in text and str(assets["model"]) not in text  # no machine path is recorded
+    on_disk = json.loads(text)
     assert on_disk["status"] == "completed" and on_disk["method"] == method and on_disk["task"] == "sst2"
     for key in (
         "seed",
@@ -74,7 +76,13 @@ def test_each_method_writes_a_complete_result(assets, tmp_path: Path, method: st
     assert on_disk["metrics"]["best"]["accuracy"] == max(e["accuracy"] for e in epochs)
     assert on_disk["metrics"]["last"] == epochs[-1]
     assert on_disk["environment"]["versions"]["torch"] == metadata.version("torch")
-    assert not (Path(result["run_dir"]) / "checkpoint").exists()  # removed once the result is written
+    assert not (run_dir / "checkpoint").exists()  # removed once the result is written
+    assert on_disk["model_source"] == f"<local>/{assets['model'].name}"
+    assert on_disk["model_fingerprint"].startswith("sha256:") and on_disk["config"]["results_dir"].startswith(
+        "<local>/"
+    )
+    for path in run_dir.rglob("*"):
+        assert not path.is_file() or path.stat().st_mode & 0o777 == 0o644, path
 
 
 def test_lora_counts_equal_the_library_and_the_adapter_is_saved(assets, tmp_path: Path) -> None:
@@ -83,13 +91,13 @@ def test_lora_counts_equal_the_library_and_the_adapter_is_saved(assets, tmp_path
     assert result["trainable_params"] == result["lora_params"] == 2 * 3 * 4 * (32 + 32)
     head = 32 * 32 + 32 + 32 * 2 + 2
     assert result["trainable_params_with_head"] == result["trainable_params"] + head
-    adapter = Path(result["saved"])
-    assert (adapter / "adapter_config.json").is_file() or (adapter.parent / "adapter_config.json").is_file()
+    adapter = tmp_path / result["run_dir"] / result["saved"]  # recorded relative to the run directory
+    assert (adapter / "adapter_config.json").is_file()
 
 
 def test_bitfit_trains_only_biases_and_head(assets, tmp_path: Path) -> None:
     result = _run(assets, tmp_path, "method=bitfit")
-    saved = load_file(result["saved"])
+    saved = load_file(tmp_path / result["run_dir"] / result["saved"])
     assert saved and all(name.endswith("bias") or name.startswith("classifier.") for name in saved)
     assert any(name.endswith("LayerNorm.bias") for name in saved)
     assert not any(name.endswith("LayerNorm.weight") for name in saved)
@@ -120,6 +128,13 @@ def _cli(*args: str, **kwargs) -> subprocess.Popen:
     )
 
 
+def _saved_step(manifest: Path) -> int:
+    try:
+        return json.loads(manifest.read_text())["state"]["global_step"]
+    except (OSError, ValueError):  # replaced between listing and reading
+        return -1
+
+
 def test_killed_run_resumes_to_identical_metrics(assets, tmp_path: Path) -> None:
     args = ["method=lora", "train.epochs=3", "train.checkpoint_every_steps=1", "seed=3"]
     reference = _run(assets, tmp_path / "uninterrupted", *args)
@@ -128,8 +143,8 @@ def test_killed_run_resumes_to_identical_metrics(assets, tmp_path: Path) -> None
     checkpoint = None
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
-        found = list(killed_root.rglob("checkpoint.pt"))
-        if found and torch.load(found[0], weights_only=False)["state"]["global_step"] >= 5:
+        found = list(killed_root.rglob("checkpoint/state.json"))
+        if found and _saved_step(found[0]) >= 5:
             checkpoint = found[0]
             break
         time.sleep(0.05)
@@ -145,10 +160,10 @@ def test_killed_run_resumes_to_identical_metrics(assets, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["method.r=0"], r"method\.r must be a positive integer for method=lora, got 0"),
+        (["method.r=0"], r"method\.r=0 is not allowed \(allowed: an integer >= 1\)"),
         (["method.targets=[Wx]"], r"target 'Wx' matched no module"),
         (["data.dir=/nonexistent/glue"], r"data\.dir=/nonexistent/glue does not exist"),
-        (["train.lr=0"], r"train\.lr must be > 0"),
+        (["train.lr=0"], r"train\.lr=0\.0 is not allowed \(allowed: a number > 0\)"),
     ],
 )
 def test_bad_input_raises_clearly_and_leaves_no_result(assets, tmp_path: Path, extra, message) -> None:
@@ -180,8 +195,8 @@ def test_cli_unknown_group_option_exits_nonzero_with_choices(assets, tmp_path: P
 def test_cli_bad_rank_exits_nonzero(assets, tmp_path: Path) -> None:
     process = _cli(*_overrides(assets, tmp_path, "method.r=-2"))
     output, _ = process.communicate(timeout=120)
-    assert process.returncode != 0 and "method.r must be a positive integer for method=lora, got -2" in output
-    assert not list(tmp_path.rglob("result.json"))
+    assert process.returncode != 0 and "error: method.r=-2 is not allowed (allowed: an integer >= 1)" in output
+    assert "Traceback" not in output and not any(tmp_path.iterdir())  # refused before any run directory
 
 
 def test_lora_library_counts_agree_with_manual_injection(assets) -> None:
@@ -195,12 +210,12 @@ def test_lora_library_counts_agree_with_manual_injection(assets) -> None:
 
 def test_init_adapter_starts_from_another_tasks_lora_matrices(assets, tmp_path: Path) -> None:
     source = _run(assets, tmp_path, "method=lora")  # an sst2 adapter with a 2-class head
-    adapter = Path(source["saved"])
+    adapter = tmp_path / source["run_dir"] / source["saved"]
     # STS-B has a 1-output head, so only the LoRA matrices can carry over; a vanishing lr keeps them.
     target = _run(assets, tmp_path, "task=stsb", "method=lora", f"method.init_adapter={adapter}", "train.lr=1e-12")
-    assert target["hyperparameters"]["init_from"] == str(adapter)
+    assert target["hyperparameters"]["init_from"] == f"<results_dir>/{source['run_dir']}/adapter"
     before = load_file(str(adapter / "adapter.safetensors"))
-    after = load_file(str(Path(target["saved"]) / "adapter.safetensors"))
+    after = load_file(str(tmp_path / target["run_dir"] / target["saved"] / "adapter.safetensors"))
     lora_keys = [k for k in before if k.rpartition(".")[2].startswith("lora_")]
     assert lora_keys and all(torch.allclose(before[k], after[k], atol=1e-6) for k in lora_keys)
     assert before["classifier.out_proj.weight"].shape != after["classifier.out_proj.weight"].shape
@@ -209,3 +224,38 @@ def test_init_adapter_starts_from_another_tasks_lora_matrices(assets, tmp_path: 
 def test_init_adapter_that_does_not_exist(assets, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"method\.init_adapter=/no/such/adapter: no adapter there"):
         _run(assets, tmp_path, "method=lora", "method.init_adapter=/no/such/adapter")
+
+
+def test_the_saved_adapter_is_the_best_epochs(assets, tmp_path: Path) -> None:
+    """The paper reports, and starts MRPC/RTE/STS-B from, the best epoch: the adapter kept must score it."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from experiments.glue_data import load_glue
+    from experiments.glue_tasks import task_from_config
+    from experiments.metrics import compute_metrics
+    from experiments.tasks.glue import make_collate, predict, tokenize
+
+    result = _run(assets, tmp_path, "method=lora", "train.epochs=4", "train.lr=0.05", "train.warmup_ratio=0")
+    accuracies = [entry["accuracy"] for entry in result["metrics"]["per_epoch"]]
+    assert result["saved_epoch"] == result["metrics"]["best_epoch"] == 1 + accuracies.index(max(accuracies))
+    model = AutoModelForSequenceClassification.from_pretrained(str(assets["model"]), num_labels=2)
+    lora.load_adapter(model, tmp_path / result["run_dir"] / result["saved"])
+    tokenizer = AutoTokenizer.from_pretrained(str(assets["model"]))
+    task = task_from_config(result["config"]["task"])
+    dev = tokenize(load_glue(task, str(assets["data"]), None).evals["dev"], tokenizer, 64, False)
+    with torch.no_grad():
+        predictions, labels = predict(model.eval(), dev, make_collate(tokenizer, False), 64, torch.device("cpu"), "")
+    assert compute_metrics(["accuracy"], predictions, labels)["accuracy"] == max(accuracies)
+
+
+@pytest.mark.parametrize("method", ["rslora", "dora", "pissa", "loraplus"])
+def test_each_lora_variant_runs_and_saves_an_adapter_that_loads(assets, tmp_path: Path, method: str) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    from experiments.methods import METHODS
+
+    result = _run(assets, tmp_path, f"method={method}")
+    assert result["method"] == method and result["method_info"]["label"] == METHODS[method].display.label
+    assert f"/{method}_r8_" in f"/{result['run_dir']}"
+    fresh = AutoModelForSequenceClassification.from_pretrained(str(assets["model"]), num_labels=2)
+    lora.load_adapter(fresh, tmp_path / result["run_dir"] / result["saved"])  # onto the pretrained base

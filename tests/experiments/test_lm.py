@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import logging
 
 import pytest
 import torch
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
 import lora
-from experiments.lm import IGNORE_INDEX, encode_prompt_target, generate, lm_collate, lm_loss_sum, target_tokens
+from experiments.lm import (
+    IGNORE_INDEX,
+    GeneratedNoRepeatNGram,
+    encode_prompt_target,
+    generate,
+    lm_collate,
+    lm_loss_sum,
+    target_tokens,
+)
 from experiments.synthetic import e2e_vocabulary, write_e2e_folder, write_tiny_gpt2
 
 
@@ -94,9 +103,11 @@ def test_batched_beam_search_equals_one_prompt_at_a_time(tiny) -> None:
         "name : Bravo | Type : cafe | food : Thai | area : centre ||",
         "name : Gusto ||",
     ]
-    settings = {"num_beams": 4, "length_penalty": 0.9, "no_repeat_ngram_size": 4, "max_new_tokens": 12}
+    settings = {"num_beams": 4, "length_penalty": 0.9, "max_new_tokens": 12}
     with torch.no_grad():
-        batched = generate(model, tokenizer, prompts, torch.device("cpu"), batch_size=3, **settings)
+        batched = generate(
+            model, tokenizer, prompts, torch.device("cpu"), batch_size=3, no_repeat_ngram_size=4, **settings
+        )
         for prompt, text in zip(prompts, batched, strict=True):
             ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(prompt, add_special_tokens=False)["input_ids"]]])
             out = model.generate(
@@ -106,6 +117,7 @@ def test_batched_beam_search_equals_one_prompt_at_a_time(tiny) -> None:
                 do_sample=False,
                 eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.eos_token_id,
+                logits_processor=[GeneratedNoRepeatNGram(4, ids.shape[1])],
                 **settings,
             )
             assert text == tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
@@ -129,3 +141,83 @@ def test_no_repeat_ngram_setting_is_applied(tiny) -> None:
     words = texts[0].split()
     bigrams = list(itertools.pairwise(words))
     assert len(bigrams) == len(set(bigrams))
+
+
+def _repeats_an_ngram(tokens: list[int], n: int) -> bool:
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_banned_tokens_are_exactly_those_that_would_repeat_an_ngram(n: int) -> None:
+    rule = GeneratedNoRepeatNGram(n, prompt_length=0)
+    generator = torch.Generator().manual_seed(n)
+    for _ in range(200):
+        length = int(torch.randint(0, 12, (), generator=generator))
+        tokens = torch.randint(0, 4, (length,), generator=generator).tolist()
+        if _repeats_an_ngram(tokens, n):
+            continue  # a continuation the rule itself would never have produced
+        brute_force = {t for t in range(4) if _repeats_an_ngram([*tokens, t], n)}
+        assert rule.banned_tokens(tokens) == brute_force, tokens
+
+
+def test_prompt_ngrams_are_not_banned_but_generated_ones_are() -> None:
+    prompt = [5, 6, 7, 8]  # "5 out of 5" in the MR: the text must be able to copy it
+    rule = GeneratedNoRepeatNGram(4, prompt_length=len(prompt))
+    copying = rule(torch.tensor([[*prompt, 5, 6, 7]]), torch.zeros(1, 10))
+    assert torch.isfinite(copying).all()
+    repeating = rule(torch.tensor([[*prompt, 5, 6, 7, 8, 1, 5, 6, 7]]), torch.zeros(1, 10))
+    assert repeating[0, 8] == -float("inf") and torch.isfinite(repeating[0, :8]).all()
+
+
+def test_beam_search_can_copy_a_four_gram_of_the_prompt(tiny) -> None:
+    """Hugging Face's no_repeat_ngram_size bans the copy; the continuation-only ban lets it through."""
+    tokenizer, model_dir = tiny
+    model = GPT2LMHeadModel.from_pretrained(str(model_dir)).eval()
+    a, b, c, d = (tokenizer.convert_tokens_to_ids(w) for w in ("Alpha", "Bravo", "Cobalt", "riverside"))
+    ids = torch.tensor([[tokenizer.bos_token_id, a, b, c, d, tokenizer.convert_tokens_to_ids("||")]])
+    # Steer the model to write the prompt's 4-gram: a, then b after a, c after b, d after c.
+    steer = {(a,): 50.0, (a, b): 100.0, (b, c): 100.0, (c, d): 100.0}
+    common = {"num_beams": 2, "max_new_tokens": 4, "do_sample": False, "sequence_bias": steer}
+    common |= {"attention_mask": torch.ones_like(ids), "pad_token_id": tokenizer.eos_token_id}
+    with torch.no_grad():
+        ours = model.generate(ids, logits_processor=[GeneratedNoRepeatNGram(4, ids.shape[1])], **common)
+        theirs = model.generate(ids, no_repeat_ngram_size=4, **common)
+    assert ours[0, ids.shape[1] :].tolist() == [a, b, c, d]
+    assert theirs[0, ids.shape[1] :].tolist() != [a, b, c, d]  # the prompt's 4-gram cannot be written
+
+
+def test_generate_hides_the_false_missing_mask_alarm_only_there(tiny, caplog, monkeypatch) -> None:
+    from transformers.utils import logging as transformers_logging
+
+    tokenizer, model_dir = tiny
+    model = GPT2LMHeadModel.from_pretrained(str(model_dir)).eval()
+    monkeypatch.setattr(transformers_logging.get_logger(), "propagate", True)  # so caplog sees transformers
+    prompt = "name : Alpha ||"
+    ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(prompt, add_special_tokens=False)["input_ids"]]])
+    settings = {"num_beams": 2, "max_new_tokens": 3}
+    filters = list(logging.getLogger("transformers.modeling_utils").filters)
+
+    def alarms() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "`attention_mask`" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING), torch.no_grad():
+        logging.Logger.warning_once.cache_clear()  # transformers shows it once per process
+        model.generate(
+            ids, attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=tokenizer.eos_token_id, **settings
+        )
+        assert alarms(), "transformers no longer raises the false alarm: drop the filter in generate"
+        caplog.clear()
+        logging.Logger.warning_once.cache_clear()
+        generate(
+            model,
+            tokenizer,
+            [prompt],
+            torch.device("cpu"),
+            length_penalty=1.0,
+            no_repeat_ngram_size=0,
+            batch_size=1,
+            **settings,
+        )
+        assert not alarms()
+    assert logging.getLogger("transformers.modeling_utils").filters == filters

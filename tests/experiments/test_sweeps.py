@@ -51,7 +51,7 @@ def job_configs(family: str, overrides: list[str]):
 
 
 def test_the_sweeps_are_the_ones_documented() -> None:
-    assert SWEEPS == ["alpha", "methods", "rank", "seeds", "targets"]
+    assert SWEEPS == ["alpha", "methods", "rank", "seeds", "targets", "variants"]
     assert LAUNCHERS == ["basic", "joblib", "slurm"]
 
 
@@ -148,6 +148,15 @@ def test_seed_and_method_sweeps() -> None:
     assert compose_config("glue", jobs[-1]).method.name == "bitfit"
 
 
+def test_variants_sweep_runs_every_registered_method() -> None:
+    from experiments.methods import METHODS
+
+    jobs = expand("glue", ["sweep=variants", "task=rte"])
+    methods = [next(o.split("=", 1)[1] for o in job if o.startswith("method=")) for job in jobs]
+    assert sorted(set(methods)) == sorted(METHODS) and len(jobs) == 3 * len(METHODS)
+    assert {compose_config("glue", job).method.name for job in jobs} == set(METHODS)
+
+
 def test_sweeps_combine_as_a_list_into_their_product() -> None:
     jobs = expand("glue", ["sweep=[rank,seeds]"])
     assert jobs == [
@@ -178,8 +187,11 @@ def test_default_launcher_is_sequential() -> None:
     assert _hydra_config("glue", []).hydra.launcher._target_.endswith("BasicLauncher")
 
 
-def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A real `sweep=rank` multirun where r=0 raises: failure.json records it, r=2 still finishes.
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A real `sweep=rank` multirun where one job's target matches nothing: failure.json records it, the other
+    still finishes, and the sweep ends with a summary table and exit status 1.
 
     It runs in this process (the command's own entry point, with its argv), as the basic launcher runs jobs.
     """
@@ -193,7 +205,8 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeyp
     argv = [
         "glue",
         "sweep=rank",
-        "method.r=0,2",
+        "method.r=2",
+        "method.targets=[Wx],[Wq]",
         "experiment=glue_quick",
         f"model.name_or_path={model}",
         f"data.dir={data}",
@@ -206,15 +219,22 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeyp
     monkeypatch.setattr(main.__wrapped__, "__module__", "__main__")
     GlobalHydra.instance().clear()
     try:
-        main()
+        with pytest.raises(SystemExit) as exited:
+            main()
     finally:
         GlobalHydra.instance().clear()
+    assert exited.value.code == 1
+    table = capsys.readouterr().out.split("Sweep summary")[-1]
+    assert "2 jobs: 1 done, 0 skipped (already complete), 1 failed" in table
+    assert "failed   TargetNotFoundError: target 'Wx' matched no module" in table
+    assert "done     glue/" in table
     (failure,) = results.rglob("failure.json")
+    assert str(tmp_path) not in failure.read_text().split('"traceback"')[0]  # no machine path in the record
     (result,) = results.rglob("result.json")
     recorded = json.loads(failure.read_text())
-    assert recorded["status"] == "failed" and recorded["config"]["method"]["r"] == 0
-    assert "method.r must be a positive integer for method=lora, got 0" in recorded["error"]
-    assert "method.r=0" in recorded["overrides"] and "Traceback" in recorded["traceback"]
+    assert recorded["status"] == "failed" and recorded["config"]["method"]["targets"] == ["Wx"]
+    assert "target 'Wx' matched no module" in recorded["error"]
+    assert "method.targets=[Wx]" in recorded["overrides"] and "Traceback" in recorded["traceback"]
     assert json.loads(result.read_text())["hyperparameters"]["r"] == 2
     assert len(list((tmp_path / "multirun").glob("*/.hydra"))) == 2  # both jobs launched
 
@@ -223,4 +243,4 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeyp
     report = write_report([results], tmp_path / "report")
     assert sorted(report.runs["status"]) == ["completed", "failed"]
     text = report.markdown.read_text()
-    assert "method.r must be a positive integer" in text and str(failure) in text
+    assert "target 'Wx' matched no module" in text and str(failure) in text

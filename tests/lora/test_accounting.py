@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 from transformers import GPT2Config, GPT2LMHeadModel, RobertaConfig, RobertaForSequenceClassification
@@ -74,3 +75,22 @@ def test_breakdown_and_summary(tiny_roberta) -> None:
     )
     summary = count.summary()
     assert "roberta.encoder.layer.N.attention.self.query" in summary and "    2 " in summary
+
+
+def test_a_head_name_that_matches_nothing_is_refused(tiny_roberta, tiny_gpt2) -> None:
+    lora.inject_lora(tiny_roberta, ["Wq"], r=2)
+    lora.mark_only_lora_as_trainable(tiny_roberta, trainable_modules=["classifier"])
+    with pytest.raises(
+        lora.LoRAConfigError,
+        match=r"head_modules \['head'\] matched no module of RobertaForSequenceClassification, so its head would "
+        r"be counted as trainable adapter parameters; .*top-level modules: classifier, roberta\)",
+    ):
+        lora.count_parameters(tiny_roberta, head_modules=["classifier", "head"])
+    count = lora.count_parameters(tiny_roberta, head_modules=["classifier"])
+    assert count.trainable == 2 * 2 * (32 + 32) and count.head_trainable > 0
+    # The default names the heads of several architectures; a model has some of them or none.
+    assert lora.count_parameters(tiny_roberta) == count
+    assert lora.count_parameters(nn.Linear(2, 2)).head_total == 0
+    # GPT-2's tied LM head has no parameter of its own, but it is a module: naming it is valid.
+    assert lora.count_parameters(tiny_gpt2, head_modules=["lm_head"]).total == lora.count_parameters(tiny_gpt2).total
+    assert lora.count_parameters(nn.Linear(2, 2), head_modules=()).head_total == 0

@@ -20,6 +20,7 @@ from transformers import GPT2LMHeadModel, RobertaForMaskedLM, RobertaForSequence
 from transformers.pytorch_utils import Conv1D
 
 import lora
+from lora._integrity import seal
 from lora.adapter import CONFIG_FILE, TENSORS_FILE
 from tests.tiny_models import tiny_gpt2_config, tiny_roberta_config
 
@@ -214,7 +215,7 @@ def test_file_holds_lora_matrices_chosen_biases_and_saved_modules(bias: str, tmp
     assert found["roberta.encoder.layer.0.attention.self.query.lora_A"] == ((4, 32), "F32")
 
     config = json.loads((tmp_path / CONFIG_FILE).read_text())
-    assert config["format"] == "lora-harness-adapter" and config["format_version"] == 1
+    assert config["format"] == "lora-harness-adapter" and config["format_version"] == 3
     assert config["base_model"] == {
         "class_name": "RobertaForSequenceClassification",
         "model_type": "roberta",
@@ -226,12 +227,26 @@ def test_file_holds_lora_matrices_chosen_biases_and_saved_modules(bias: str, tmp
         k: (shape, {"F32": "float32"}[dtype]) for k, (shape, dtype) in found.items()
     }
     assert sorted(config["layers"]) == sites
+    stamp = config["layers"][sites[1]].pop("base_weight_fingerprint")
+    assert stamp["dtype"] == "float32" and len(stamp["sketch"]) == 16
+    assert set(config["checksums"]) == {
+        "format",
+        "format_version",
+        "base_model",
+        "bias",
+        "modules_to_save",
+        "tensors",
+        "tensors_sha256",
+        *(f"layers[{site!r}]" for site in sites),
+    }
     assert config["layers"][sites[1]] == {
         "layer_type": "Linear",
         "r": 4,
         "lora_alpha": 8,
         "lora_dropout": 0.1,
         "use_rslora": False,
+        "init": "default",
+        "use_dora": False,
         "merge_weights": True,
         "fan_in_fan_out": False,
         "enable_lora": None,
@@ -276,7 +291,7 @@ def test_a_failed_write_leaves_the_previous_adapter_and_no_temporary_file(tmp_pa
     def disk_full(_fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("lora._files.os.fsync", disk_full)
+    monkeypatch.setattr("lora.files.os.fsync", disk_full)
     _train_like(adapted, seed=5)
     with pytest.raises(OSError, match="No space left"):
         lora.save_adapter(adapted, tmp_path, metadata={"step": 2})
@@ -360,7 +375,7 @@ def test_unknown_format_version_and_peft_directories_are_refused(roberta_adapter
     directory, base_state = roberta_adapter
     config = json.loads((directory / CONFIG_FILE).read_text())
     (directory / CONFIG_FILE).write_text(json.dumps({**config, "format_version": 99}))
-    with pytest.raises(lora.AdapterMismatchError, match=r"format version 99 .* not supported: .* reads version 1"):
+    with pytest.raises(lora.AdapterMismatchError, match=r"format version 99 .* not supported: .* reads versions 1, 2"):
         lora.load_adapter(_roberta(base_state), directory)
     (directory / CONFIG_FILE).write_text(json.dumps({"peft_type": "LORA", "r": 8}))
     with pytest.raises(lora.AdapterMismatchError, match=r"holds a PEFT adapter .* peft\.PeftModel\.from_pretrained"):
@@ -402,11 +417,18 @@ MALFORMED = [
 ]
 
 
+def _resealed(config: object) -> object:
+    """``config`` with checksums that match its content, as a buggy writer (not an editor) would leave it."""
+    if isinstance(config, dict) and isinstance(config.get("checksums"), dict):
+        return {**config, "checksums": seal(config)}
+    return config
+
+
 @pytest.mark.parametrize(("edit", "message"), MALFORMED)
 def test_malformed_adapters_are_named(roberta_adapter, edit, message: str) -> None:
     directory, base_state = roberta_adapter
     config = json.loads((directory / CONFIG_FILE).read_text())
-    (directory / CONFIG_FILE).write_text(json.dumps(edit(directory, config)))
+    (directory / CONFIG_FILE).write_text(json.dumps(_resealed(edit(directory, config))))
     model = _roberta(base_state)
     with pytest.raises(lora.AdapterMismatchError, match=message):
         lora.load_adapter(model, directory)
@@ -489,8 +511,9 @@ def test_uncovered_lora_layers_are_missing_keys(roberta_adapter) -> None:
 
 
 def test_tensors_without_a_place_are_unexpected_keys(roberta_adapter) -> None:
-    directory, _ = roberta_adapter
+    directory, base_state = roberta_adapter
     shallow = _roberta(num_hidden_layers=1)
+    shallow.load_state_dict(base_state, strict=False)  # the first layer of the same pretrained base
     with pytest.raises(
         lora.AdapterMismatchError,
         match=r"has 4 tensor\(s\) this model has no place for: "

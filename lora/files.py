@@ -1,4 +1,4 @@
-"""Writing adapter files atomically, and turning tensors into bytes safetensors accepts."""
+"""Atomic file writes (the one writer of the library and the harness), and tensors as safetensors bytes."""
 
 from __future__ import annotations
 
@@ -6,27 +6,33 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-__all__ = ["dtype_name", "json_bytes", "safetensors_payload", "write_atomic"]
+__all__ = ["FILE_MODE", "atomic_write", "dtype_name", "json_bytes", "safetensors_payload", "write_atomic"]
+
+# Adapter files are shared artefacts: readable by everyone, whatever the umask of the process.
+FILE_MODE = 0o644
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a partial one.
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary)`` beside ``path``, then publish it: readers see the old file or the new one.
 
-    The bytes go to a temporary file in the same directory (same file system, so the rename is
-    atomic), are flushed to disk, and replace ``path`` with :func:`os.replace`.
+    The temporary is in the same directory (same file system, so the rename is atomic), is flushed to disk,
+    gets mode :data:`FILE_MODE` and replaces ``path`` with :func:`os.replace`. Its name is
+    ``.<name>.<pid>.<random>.tmp``, so a temporary a kill left behind can be recognised and removed.
     """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(temporary, "xb") as handle:
-            handle.write(data)
-            handle.flush()
+        write(temporary)
+        with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -39,6 +45,12 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
+    return path
+
+
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda temporary: temporary.write_bytes(data))
 
 
 def json_bytes(document: Mapping[str, object]) -> bytes:

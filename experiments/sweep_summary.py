@@ -1,0 +1,71 @@
+"""The end of a multirun: one table of what each job did, and a non-zero exit if any job failed.
+
+Failed sweep jobs are recorded and the sweep goes on (see :func:`experiments.runner.run_hydra_job`), so
+without this a sweep with failures would end like a clean one. Each job writes ``job.json`` into its Hydra
+job folder (from whichever process or node ran it); :class:`SweepSummary`, registered in ``hydra.callbacks``
+of conf/glue.yaml and conf/e2e.yaml, reads them when the sweep ends.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from experiments.atomic import write_json_atomic
+
+__all__ = ["JOB_FILE", "SweepSummary", "summarize_sweep", "write_job_outcome"]
+
+JOB_FILE = "job.json"
+_STATUSES = ("done", "skipped", "failed")
+
+
+def write_job_outcome(job_dir: Path, status: str, run_dir: str | None, error: str | None) -> Path:
+    """Record one multirun job's outcome in its Hydra job folder."""
+    return write_json_atomic(Path(job_dir) / JOB_FILE, {"status": status, "run_dir": run_dir, "error": error})
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    """The sweep's job folders: those Hydra made (``.hydra``) or a job recorded into, in job order."""
+    found = {p.parent for p in sweep_dir.rglob(".hydra")} | {p.parent for p in sweep_dir.rglob(JOB_FILE)}
+    return sorted(found, key=lambda p: (len(p.parts), int(p.name) if p.name.isdigit() else -1, p.as_posix()))
+
+
+def _read_job(job_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((job_dir / JOB_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"status": "failed", "run_dir": None, "error": "no outcome recorded: the job died or was killed"}
+
+
+def summarize_sweep(sweep_dir: str | Path) -> tuple[str, int]:
+    """The summary table of the jobs under ``sweep_dir`` and how many of them failed."""
+    sweep_dir = Path(sweep_dir)
+    rows = [(job_dir.relative_to(sweep_dir).as_posix(), _read_job(job_dir)) for job_dir in _job_dirs(sweep_dir)]
+    counts = {status: sum(job["status"] == status for _, job in rows) for status in _STATUSES}
+    lines = [
+        f"Sweep summary ({sweep_dir}): {len(rows)} jobs: {counts['done']} done, "
+        f"{counts['skipped']} skipped (already complete), {counts['failed']} failed",
+        f"  {'job':<6} {'status':<8} run directory or error",
+    ]
+    for name, job in rows:
+        detail = job.get("error") if job["status"] == "failed" else job.get("run_dir")
+        first_line = str(detail or "").splitlines()[0] if detail else ""
+        lines.append(f"  {name:<6} {job['status']:<8} {first_line[:200]}")
+    if counts["failed"]:
+        lines.append("  failed jobs left failure.json (with the traceback) in their run directories")
+    return "\n".join(lines), counts["failed"]
+
+
+class SweepSummary(Callback):
+    """Print the sweep's table when a multirun ends, and exit with status 1 if any job failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        table, failed = summarize_sweep(config.hydra.sweep.dir)
+        print(table, flush=True)
+        if failed:
+            sys.exit(1)
