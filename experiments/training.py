@@ -42,7 +42,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Optimisation settings; ``batch_size`` is the global batch (all processes, all micro-batches)."""
+    """The loop's view of a ``train`` group; ``batch_size`` is the global batch (all processes, all micro-batches).
+
+    Its values are checked where the group is, once: :class:`experiments.schema.TrainConfig`.
+    """
 
     lr: float
     epochs: int
@@ -75,17 +78,6 @@ class TrainSettings:
         if self.compile == "auto":
             return "default" if device.type == "cuda" else None
         return "default" if self.compile in (True, "true") else str(self.compile)
-
-    def __post_init__(self) -> None:
-        for name in ("lr", "epochs", "batch_size"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)!r}")
-        if self.per_device_batch_size is not None and self.per_device_batch_size <= 0:
-            raise ValueError(f"train.per_device_batch_size must be > 0 or null, got {self.per_device_batch_size}")
-        if self.log_every_steps < 1:
-            raise ValueError(f"train.log_every_steps must be >= 1, got {self.log_every_steps}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
 @dataclass
