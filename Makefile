@@ -5,12 +5,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 # Overrides for the paper-scale targets, e.g.  make glue ARGS="data.dir=../shared/data/glue model=minilm-l6-h384"
+# Runs land in runs/ (git-ignored): runs/<family>/<model>/<task>/<method tag>/seed<k>/, which is also Hydra's
+# job folder (.hydra/, <family>.log); a sweep's own record goes to runs/sweeps/<time>/. The committed reference
+# runs in results/ are regenerated only on purpose: ARGS="results_dir=results", then make reference-report.
 ARGS ?=
 # Which runner the sweep targets drive: glue or e2e, e.g.  make sweep-rank FAMILY=e2e ARGS="model=smollm2-135m"
 FAMILY ?= glue
 GLUE_TASKS ?= mnli,sst2,mrpc,cola,qnli,qqp,rte,stsb
 
-.PHONY: install test lint format clean glue glue-quick e2e e2e-quick report analysis bench bench-quick \
+.PHONY: install test lint format clean glue glue-quick e2e e2e-quick report reference-report analysis bench bench-quick \
 	sweep-rank sweep-alpha sweep-targets sweep-seeds sweep-methods
 
 install: $(STAMP)
@@ -67,17 +70,22 @@ sweep-seeds: $(STAMP)
 sweep-methods: $(STAMP)
 	$(PY) -m experiments.$(FAMILY) sweep=methods $(ARGS)
 
-# results/report.md (+ report/: CSV, LaTeX, PNG) from every run under results/ (results/quick skipped);
-# ARGS="results/quick" or ARGS="--include-quick" to read the offline checks' runs.
+# runs/report.md (+ report/: CSV, LaTeX, PNG) from every run under runs/ (runs/quick skipped);
+# ARGS="runs/quick" or ARGS="--include-quick" to read the offline checks' runs.
 report: $(STAMP)
 	$(PY) -m experiments.report $(ARGS)
 
+# The committed results/report.md from the committed (or staged) reference runs only: the same runs give the
+# same bytes, so it changes only when they do.
+reference-report: $(STAMP)
+	$(PY) -m experiments.report --tracked-only results --out results
+
 # The paper's Section 7 analyses of a pair of LoRA runs: subspace similarity of the two (7.2) and the
-# amplification of each (7.3), into results/analysis/<name>/. ARGS: the two runs (run directories, adapter
+# amplification of each (7.3), into runs/analysis/<name>/. ARGS: the two runs (run directories, adapter
 # directories, or tag folders holding one run, so shell globs work), then options: --seed K (pick seed<K>),
 # --base MODEL (default: the model the run recorded), --matrices Wq Wv, --basis A|dW_left|dW_right, --top 8,
 # --draws 10, --name NAME or --out DIR. For example r=8 vs r=64 on MNLI, seed 0 of each:
-#   make analysis ARGS="results/glue/roberta-base/mnli/lora_r8_* results/glue/roberta-base/mnli/lora_r64_* --seed 0"
+#   make analysis ARGS="runs/glue/roberta-base/mnli/lora_r8_* runs/glue/roberta-base/mnli/lora_r64_* --seed 0"
 analysis: $(STAMP)
 	$(PY) -m experiments.analysis pair $(ARGS)
 
@@ -92,4 +100,4 @@ bench-quick: $(STAMP)
 	$(PY) -m benchmarks.training --quick --variants ours_eager,peft_eager,full_ft $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -7,7 +7,7 @@
 A RUN is a LoRA run directory of the GLUE/E2E runners, an adapter directory, or a folder holding one run
 (``--seed K`` picks ``seed<K>`` among several). Each analysis writes CSV tables, PNG figures and an
 ``analysis.json`` (kind, title, model, task, summary_markdown, figures, tables) to
-``results/analysis/<name>/`` or ``--out``.
+``runs/analysis/<name>/`` (beside the runs, git-ignored) or ``--out``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ __all__ = ["ANALYSIS_FILE", "BASES", "amplification_analysis", "main", "subspace
 
 ANALYSIS_FILE = "analysis.json"
 SCHEMA_VERSION = 1
-DEFAULT_ROOT = Path("results/analysis")
+DEFAULT_ROOT = Path("runs/analysis")
 BASES = {
     "A": "right-singular vectors of A",
     "dW_left": "left-singular vectors of ΔW = BA",

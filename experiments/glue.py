@@ -15,13 +15,13 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from experiments.recipes import register_resolvers
+from experiments.cli import command
 from experiments.run import run
-from experiments.runner import run_hydra_job
+from experiments.runner import register_hydra_resolvers, run_hydra_job
 
 __all__ = ["main", "run_glue"]
 
-register_resolvers()
+register_hydra_resolvers()
 
 
 def run_glue(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
@@ -29,6 +29,7 @@ def run_glue(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     return run(cfg, "glue")
 
 
+@command
 @hydra.main(version_base="1.3", config_path="../conf", config_name="glue")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point: one job, or each job of a ``--multirun`` sweep."""

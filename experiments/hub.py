@@ -1,17 +1,24 @@
-"""Fail in seconds, with the overrides to use, when the Hugging Face hub cannot be reached.
+"""Fail in seconds, with the overrides to use, when the Hugging Face hub cannot be reached or lacks a model.
 
 Without this check, ``from_pretrained`` and ``load_dataset`` retry for about a minute offline before
-raising a message that does not say how to point the harness at local files.
+raising a message that does not say how to point the harness at local files; a mistyped model name gets
+the closest name the configs know (conf/model) or the closest folder beside the one named.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 from functools import cache
+from pathlib import Path
 from urllib.parse import urlparse
 
-__all__ = ["HubUnavailableError", "hub_reachable", "require_hub"]
+from omegaconf import OmegaConf
+
+from experiments.config import CONF_DIR
+
+__all__ = ["HubUnavailableError", "hub_reachable", "model_suggestion", "require_hub", "require_hub_model"]
 
 LOCAL_OVERRIDES = (
     "model.name_or_path=/path/to/model_folder (any folder from save_pretrained, e.g. one made by "
@@ -47,3 +54,44 @@ def require_hub(what: str, *overrides: str) -> None:
         f"cannot load {what}: the Hugging Face hub is unreachable (offline, or HF_HUB_OFFLINE=1). "
         f"Use local files instead:\n  {hints}"
     )
+
+
+def _model_sources(given: str) -> dict[str, str]:
+    """Known model sources by folder or repository name: conf/model's, and the folders beside them or ``given``.
+
+    A folder is spelled as its neighbour was (``~/...`` stays ``~/...``).
+    """
+    configured = [str(OmegaConf.load(path).name_or_path) for path in sorted((CONF_DIR / "model").glob("*.yaml"))]
+    sources = {Path(value).name: value for value in configured}
+    for value in [*configured, given]:
+        parent = Path(value).parent
+        if parent != Path(".") and parent.expanduser().is_dir():
+            sources.update({child.name: str(parent / child.name) for child in parent.expanduser().iterdir()})
+    return sources
+
+
+def model_suggestion(name_or_path: str) -> str:
+    """`` (did you mean model.name_or_path=<closest>?)`` for a near miss of a known model, else ``''``."""
+    sources = _model_sources(name_or_path)
+    near = difflib.get_close_matches(Path(name_or_path).name, sorted(sources), n=1)
+    if not near or sources[near[0]] == name_or_path:
+        return ""
+    return f" (did you mean model.name_or_path={sources[near[0]]}?)"
+
+
+@cache
+def require_hub_model(name: str) -> None:
+    """Raise unless the hub is reachable and hosts model ``name``; the error suggests the closest known name."""
+    require_hub(f"model {name!r}{model_suggestion(name)}")
+    from huggingface_hub import repo_exists
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        found = repo_exists(name)
+    except HFValidationError:
+        found = False
+    if not found:
+        raise FileNotFoundError(
+            f"model.name_or_path={name} is neither a local folder nor a model on the Hugging Face hub"
+            f"{model_suggestion(name)}; give a hub model id or a folder written by save_pretrained"
+        )

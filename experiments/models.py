@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from experiments.hub import require_hub
+from experiments.hub import model_suggestion, require_hub_model
 
 __all__ = ["load_causal_lm", "load_sequence_classifier", "load_tokenizer", "resolve_source"]
 
@@ -25,10 +25,11 @@ def resolve_source(name_or_path: str) -> str:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return str(path.resolve())
-    if path.is_absolute() or name_or_path.startswith((".", "~")):
+    if path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1:  # a hub id: [org/]name
         raise FileNotFoundError(
-            f"model.name_or_path={name_or_path} is not a folder; point it at a folder written by "
-            "save_pretrained (e.g. ~/.cache/lora-models/minilm-l6-h384 from ../shared/tools/fetch-models.sh)"
+            f"model.name_or_path={name_or_path} is not a folder{model_suggestion(name_or_path)}; point it at a "
+            "folder written by save_pretrained (e.g. ~/.cache/lora-models/minilm-l6-h384 from "
+            "../shared/tools/fetch-models.sh)"
         )
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -37,7 +38,7 @@ def resolve_source(name_or_path: str) -> str:
             return name_or_path  # cached: from_pretrained can work offline
     except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
         pass
-    require_hub(f"model {name_or_path!r}")
+    require_hub_model(name_or_path)
     return name_or_path
 
 

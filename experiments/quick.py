@@ -1,7 +1,7 @@
 """Offline pipeline checks on a CPU in a few minutes: ``python -m experiments.quick glue``.
 
 Writes small learnable data in the real file formats and a tiny random model with its tokenizer under
-``results/quick/``, runs the real Hydra command as a multirun over every method, and prints the table.
+``runs/quick/``, runs the real Hydra command as a multirun over every method, and prints the table.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from experiments.synthetic import (
 
 __all__ = ["main", "prepare_e2e", "prepare_glue"]
 
-QUICK_ROOT = Path("results/quick")
+QUICK_ROOT = Path("runs/quick")
 
 
 def prepare_glue(root: Path = QUICK_ROOT) -> tuple[Path, Path]:

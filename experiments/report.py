@@ -1,9 +1,13 @@
-"""The comparison report: ``python -m experiments.report [DIRS...] [--out DIR] [--include-quick]``.
+"""The comparison report: ``python -m experiments.report [DIRS...] [--out DIR] [--include-quick] [--tracked-only]``.
 
-Reads every result.json, failure.json and unfinished run directory under DIRS (default ``results``; folders
-named ``quick`` below them are skipped unless ``--include-quick`` or named directly) and the Section-7
-analyses (analysis.json) there, and writes ``<out>/report.md`` with its tables as CSV and LaTeX and its
-figures as PNG under ``<out>/report/``. It also prints the per-configuration table to the console.
+Reads every result.json, failure.json and unfinished run directory under DIRS (default ``runs``, where runs
+land; folders named ``quick`` below them are skipped unless ``--include-quick`` or named directly) and the
+Section-7 analyses (analysis.json) there, and writes ``<out>/report.md`` (default ``runs``) with its tables
+as CSV and LaTeX and its figures as PNG under ``<out>/report/``. It also prints the per-configuration table.
+
+The same runs give the same bytes (no timestamp, sorted input, PNGs without version metadata), so the
+committed report of the reference runs, ``--tracked-only results --out results`` (``make reference-report``),
+changes only when the committed runs do: ``--tracked-only`` reads only files git tracks, not local runs.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ import argparse
 import math
 import os
 import re
+import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -83,11 +87,12 @@ def _write_table(table: Table, directory: Path) -> tuple[Path, Path]:
     return csv, tex
 
 
-def _sources_line(directories: Sequence[Path], runs: pd.DataFrame, include_quick: bool) -> str:
+def _sources_line(directories: Sequence[Path], runs: pd.DataFrame, include_quick: bool, tracked_only: bool) -> str:
     counts = runs["status"].value_counts().to_dict() if len(runs) else {}
     summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("completed", "failed", "incomplete", "unreadable"))
     quick = "included" if include_quick else "skipped (pass --include-quick, or name the folder)"
-    return f"Runs read from {', '.join(f'`{d}`' for d in directories)}: {summary}. `quick` folders: {quick}."
+    which = "Committed runs" if tracked_only else "Runs"
+    return f"{which} read from {', '.join(f'`{d}`' for d in directories)}: {summary}. `quick` folders: {quick}."
 
 
 def _section(title: str, body: Iterable[str]) -> str:
@@ -99,14 +104,32 @@ def _figure(figures: dict[str, Path], name: str, alt: str, out: Path) -> list[st
     return [f"![{alt}]({Path(os.path.relpath(path, out)).as_posix()})"] if path else []
 
 
+def _git_tracked(directories: Sequence[Path]) -> set[Path]:
+    """Every file git tracks (or has staged) under ``directories``, and every folder above one, resolved."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--", *map(str, directories)], capture_output=True, text=True, check=True
+    ).stdout
+    files = {Path(name).resolve() for name in listed.split("\0") if name}
+    return files | {parent for path in files for parent in path.parents}
+
+
 def write_report(
-    directories: Sequence[str | Path], out: str | Path = "results", include_quick: bool = False
+    directories: Sequence[str | Path], out: str | Path = "runs", include_quick: bool = False, tracked_only: bool = False
 ) -> ReportFiles:
-    """Read the runs and analyses under ``directories`` and write report.md, its CSV/LaTeX tables and PNGs."""
+    """Read the runs and analyses under ``directories`` and write report.md, its CSV/LaTeX tables and PNGs.
+
+    ``tracked_only`` leaves out what git does not track, so a committed report lists only committed runs.
+    """
     out = Path(out)
     files_dir = out / FILES_DIR
     directories = [Path(d) for d in directories]
-    runs = load_runs(directories, include_quick)
+    tracked = _git_tracked(directories) if tracked_only else None
+
+    def keep(path: Path) -> bool:
+        return tracked is None or path.resolve() in tracked
+
+    runs = load_runs(directories, include_quick, keep)
+    analysis_files = [path for path in find_analyses(directories, include_quick) if keep(path)]
     groups = aggregate(runs)
     for stale in [f"{n}.{ext}" for n in TABLE_NAMES for ext in ("csv", "tex")] + [f"{n}.png" for n in FIGURE_NAMES]:
         (files_dir / stale).unlink(missing_ok=True)  # a table or figure with no data this time must not linger
@@ -137,12 +160,11 @@ def write_report(
         table = built.get(name)
         return [table_markdown(table)] if table is not None else [f"*{missing}*"]
 
-    analyses = [read_analysis(p) for p in find_analyses(directories, include_quick)]
+    analyses = [read_analysis(p) for p in analysis_files]
     analyses.sort(key=lambda a: (a.kind, a.title, str(a.path)))
     sections = [
         "# LoRA reproduction report",
-        f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}. "
-        + _sources_line(directories, runs, include_quick),
+        _sources_line(directories, runs, include_quick, tracked_only),
         "Paper numbers: Hu et al. 2021 (arXiv:2106.09685 v2), transcribed in `experiments/paper_numbers.py`. Every "
         "table names the model behind our numbers; where that is not the paper's model, the paper's columns are a "
         "reference, not a like-for-like comparison.",
@@ -177,7 +199,7 @@ def write_report(
         _section(
             "Section 7 analyses",
             [analysis_markdown(a, out) for a in analyses]
-            or ["*No analyses (results/analysis/<name>/analysis.json, written by experiments/analysis.py).*"],
+            or ["*No analyses (runs/analysis/<name>/analysis.json, written by experiments/analysis.py).*"],
         ),
         _section("Every configuration", block("configurations", "No runs found.")),
         _section(
@@ -236,11 +258,12 @@ def print_summary(directories: Iterable[str | Path], include_quick: bool = True)
 def main(argv: list[str] | None = None) -> None:
     """Command line: write the report for DIRS and print the per-configuration table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="*", default=["results"], help="folders to search (default: results)")
-    parser.add_argument("--out", default="results", help="where report.md and report/ go (default: results)")
+    parser.add_argument("dirs", nargs="*", default=["runs"], help="folders to search (default: runs)")
+    parser.add_argument("--out", default="runs", help="where report.md and report/ go (default: runs)")
     parser.add_argument("--include-quick", action="store_true", help="also read folders named quick")
+    parser.add_argument("--tracked-only", action="store_true", help="read only files git tracks (committed runs)")
     args = parser.parse_args(argv)
-    files = write_report(args.dirs, args.out, args.include_quick)
+    files = write_report(args.dirs, args.out, args.include_quick, args.tracked_only)
     print(console_table(files.runs))
     where = files.markdown.parent / FILES_DIR
     print(f"\nreport: {files.markdown} ({len(files.tables)} tables, {len(files.figures)} figures in {where})")

@@ -156,12 +156,9 @@ def _scrub(text: str) -> str:
     return text
 
 
-def write_result(run_dir: Path, result: dict[str, Any], extra_dirs: tuple[Path, ...] = ()) -> Path:
-    """Write ``result.json`` atomically into the run directory (and copies into ``extra_dirs``)."""
-    result = {"schema_version": SCHEMA_VERSION, **result}
-    path = write_json_atomic(Path(run_dir) / RESULT_FILE, result)
-    for directory in extra_dirs:
-        write_json_atomic(Path(directory) / RESULT_FILE, result)
+def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
+    """Write ``result.json`` atomically into the run directory."""
+    path = write_json_atomic(Path(run_dir) / RESULT_FILE, {"schema_version": SCHEMA_VERSION, **result})
     (Path(run_dir) / FAILURE_FILE).unlink(missing_ok=True)
     return path
 

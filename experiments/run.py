@@ -19,19 +19,18 @@ from omegaconf import DictConfig
 from experiments.distributed import setup_distributed
 from experiments.fingerprints import model_fingerprint
 from experiments.methods import get_method
+from experiments.models import resolve_source
 from experiments.results import config_hash, write_result
 from experiments.runner import (
     adapter_fingerprint,
-    hydra_output_dir,
+    checked_config,
     load_lora_init,
-    plain_config,
     prepare_run_dir,
     remove_checkpoint,
     require_adapter,
     run_record,
     summarize_history,
 )
-from experiments.schema import ConfigError, validate_config
 from experiments.tasks import FAMILIES
 from experiments.training import TrainSettings, fit
 
@@ -50,19 +49,14 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
     Raises:
         ConfigError: a setting is unknown, mistyped or out of range (before anything is loaded).
     """
-    task_family = cfg["task"].get("family")
-    if task_family != family:  # before resolving: a task of another family has no recipe here
-        raise ConfigError(
-            f"task={cfg['task']['name']} is a {task_family} task; run it with python -m experiments.{task_family}"
-        )
-    validate_config(cfg, family)
-    plain = plain_config(cfg)
+    plain = checked_config(cfg, family)
     task = FAMILIES[family](plain)
     method = get_method(plain["method"])
     model_cfg, seed = plain["model"], plain["seed"]
     settings = train_settings(plain["train"], seed)
     init_adapter = plain["method"].get("init_adapter")
     ctx = setup_distributed(plain["device"])
+    resolve_source(model_cfg["name_or_path"])  # a missing folder or unknown hub name fails before the run dir
     inputs = {
         "data": task.data_fingerprint(),
         "model": model_fingerprint(model_cfg["name_or_path"]),
@@ -130,8 +124,7 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
     result["recipe"] = task.recipe(method)
     result.update(measured)
     result["saved"], result["saved_epoch"] = saved["path"], saved["epoch"]
-    hydra_dir = hydra_output_dir()
-    write_result(run_dir, result, (hydra_dir,) if hydra_dir else ())
+    write_result(run_dir, result)
     remove_checkpoint(run_dir)
     print(
         f"{task.name} {method.name} seed {seed}: {task.headline(result)}; trainable {applied.counts.trainable:,}; "

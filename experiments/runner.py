@@ -1,5 +1,8 @@
-"""What every runner does around training: its run directory, skip/resume/overwrite, the Hydra shell
-that records failed sweep jobs, saving what trained, and best/last summaries.
+"""What every runner does around training: its checked config and run directory, skip/resume/overwrite,
+the Hydra shell that records failed sweep jobs, saving what trained, and best/last summaries.
+
+The run directory is also Hydra's job folder (``hydra.run.dir: ${run_dir:glue}`` in conf/), so Hydra's
+``.hydra/`` and ``<job>.log`` sit beside the run's files and nothing lands in ``outputs/``.
 
 A process works in one run directory at a time: :func:`prepare_run_dir` locks it (releasing the one the
 process worked in before) and :func:`release_run_dir` (called after each Hydra job and at exit) frees it.
@@ -12,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import lora
 from experiments.atomic import remove_stale_temporaries, write_json_atomic
+from experiments.cli import JobFailed
 from experiments.distributed import DistContext
 from experiments.fingerprints import sha256_file
 from experiments.methods import AppliedMethod
@@ -37,7 +40,7 @@ from experiments.results import (
     write_failure,
 )
 from experiments.run_lock import LOCK_FILE, RunDirLock
-from experiments.schema import ConfigError
+from experiments.schema import ConfigError, validate_config
 from experiments.sweep_summary import write_job_outcome
 from experiments.training import FitOutcome, TrainSettings
 
@@ -46,17 +49,35 @@ __all__ = [
     "RunInputsChangedError",
     "adapter_fingerprint",
     "check_run_inputs",
+    "checked_config",
     "hydra_output_dir",
     "load_lora_init",
     "plain_config",
     "prepare_run_dir",
+    "register_hydra_resolvers",
     "release_run_dir",
     "remove_checkpoint",
     "require_adapter",
+    "run_directory",
     "run_hydra_job",
     "run_record",
     "summarize_history",
 ]
+
+
+def checked_config(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
+    """The resolved config of a ``family`` run, once its task's family and the typed schema accept it.
+
+    Raises:
+        ConfigError: a task of another family, or an unknown, mistyped or out-of-range setting.
+    """
+    task_family = cfg["task"].get("family")
+    if task_family != family:  # before resolving: a task of another family has no recipe here
+        raise ConfigError(
+            f"task={cfg['task']['name']} is a {task_family} task; run it with python -m experiments.{task_family}"
+        )
+    validate_config(cfg, family)
+    return plain_config(cfg)
 
 
 def plain_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
@@ -111,6 +132,35 @@ def run_directory(cfg: Mapping[str, Any], family: str) -> Path:
         / method_tag(cfg)
         / f"seed{cfg['seed']}"
     )
+
+
+def _job_dir(family: str, *, _root_: DictConfig) -> str:
+    """Resolver ``${run_dir:<family>}`` (``hydra.run.dir``): the checked run directory, absolute.
+
+    It raises what :func:`checked_config` raises, so a refused config stops before Hydra makes a folder.
+    """
+    job = OmegaConf.masked_copy(_root_, [key for key in _root_ if key != "hydra"])  # hydra.* refers back here
+    return str(run_directory(checked_config(job, family), family).absolute())
+
+
+def _sweep_job_dir(family: str, *, _root_: DictConfig) -> str:
+    """Resolver ``${sweep_job_dir:<family>}`` (``hydra.sweep.subdir``): a job's run directory.
+
+    A job whose config is refused gets ``<job number>`` inside the sweep's folder instead, where its
+    ``failure.json`` goes, so the other jobs still run.
+    """
+    try:
+        return _job_dir(family, _root_=_root_)
+    except ValueError:  # ConfigError, or a value that cannot name a directory
+        return str(_root_.hydra.job.num)
+
+
+def register_hydra_resolvers() -> None:
+    """Make ``${recipe:...}``, ``${run_dir:...}`` and ``${sweep_job_dir:...}`` available to configs (idempotent)."""
+    register_resolvers()
+    for name, resolver in (("run_dir", _job_dir), ("sweep_job_dir", _sweep_job_dir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 @dataclass
@@ -185,8 +235,9 @@ def prepare_run_dir(
         lock = RunDirLock(run_dir)
         lock.acquire()
         if cfg.get("overwrite"):
+            kept = {LOCK_FILE, *_hydra_job_files(run_dir)}
             for child in run_dir.iterdir():
-                if child.name == LOCK_FILE:
+                if child.name in kept:
                     continue
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         stale = remove_stale_temporaries(run_dir)
@@ -228,6 +279,17 @@ def hydra_output_dir() -> Path | None:
         return None
 
 
+def _hydra_job_files(run_dir: Path) -> set[str]:
+    """The names of the files this Hydra job just wrote into ``run_dir`` (its config folder and log)."""
+    output_dir = hydra_output_dir()
+    if output_dir is None or output_dir.resolve() != run_dir.resolve():
+        return set()
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.get()
+    return {name for name in (hydra.output_subdir, f"{hydra.job.name}.log") if name}
+
+
 def _in_multirun() -> bool:
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -241,8 +303,10 @@ def _in_multirun() -> bool:
 def run_hydra_job(run: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, family: str) -> float | None:
     """Run one job; inside a multirun a failure is recorded in ``failure.json`` and the sweep goes on.
 
-    Each multirun job also leaves its outcome (done, skipped, failed) in its Hydra job folder, for the
-    summary that :class:`experiments.sweep_summary.SweepSummary` prints when the sweep ends.
+    A single run's error leaves as :class:`experiments.cli.JobFailed`, which the command prints as one
+    line; called without Hydra, the error itself is raised. Each multirun job also leaves its outcome
+    (done, skipped, failed) in the sweep's folder, for the summary that
+    :class:`experiments.sweep_summary.SweepSummary` prints when the sweep ends.
     Returns the main metric (for Hydra sweepers that optimise it) or None for a failed sweep job.
     """
     try:
@@ -250,10 +314,9 @@ def run_hydra_job(run: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, 
         skipped = _working is not None and _working.already_complete
     except Exception as error:
         if not _in_multirun():
-            if os.environ.get("HYDRA_FULL_ERROR") == "1" or hydra_output_dir() is None:
-                raise  # the traceback on request, and to a caller that is not Hydra's command line
-            print(f"error: {error}\n(run with HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr, flush=True)
-            sys.exit(1)
+            if hydra_output_dir() is None:
+                raise  # a caller that is not Hydra's command line
+            raise JobFailed(error) from error
         path = _record_failure(cfg, family, error)
         print(f"FAILED ({type(error).__name__}: {error}); recorded in {path}; the sweep continues", flush=True)
         _record_job("failed", error=f"{type(error).__name__}: {error}")
@@ -293,9 +356,11 @@ def _portable_override(override: str, results_dir: str | None) -> str:
 
 
 def _record_job(status: str, run_dir: str | None = None, error: str | None = None) -> None:
-    directory = hydra_output_dir()
-    if directory is not None and _in_multirun():
-        write_job_outcome(directory, status, run_dir, error)
+    if _in_multirun():
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra = HydraConfig.get()
+        write_job_outcome(Path(hydra.sweep.dir), hydra.job.num, status, run_dir, error)
 
 
 def _overrides() -> list[str]:
@@ -383,7 +448,7 @@ def require_adapter(adapter_dir: str | Path) -> Path:
     if not (path / "adapter_config.json").is_file():
         raise FileNotFoundError(
             f"method.init_adapter={adapter_dir}: no adapter there; point it at the 'adapter' folder of a "
-            "finished LoRA run (e.g. results/glue/<model>/mnli/<tag>/seed0/adapter)"
+            "finished LoRA run (e.g. runs/glue/<model>/mnli/<tag>/seed0/adapter)"
         )
     return path
 

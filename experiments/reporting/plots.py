@@ -77,7 +77,7 @@ def _panel_order(panels: list[tuple[str, str, str]]) -> list[tuple[str, str, str
 
 def _save(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, metadata={"Software": None})  # no version stamp in the file
     return path
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +82,13 @@ _SHARED_METHOD_COLUMNS = ("r", "lora_alpha", "use_rslora", "targets")
 _SEED_DIR = re.compile(r"seed-?\d+")
 
 
-def find_run_files(directories: Iterable[str | Path], include_quick: bool = False) -> list[Path]:
-    """Result and failure files (and incomplete run directories) under ``directories``.
+def find_run_files(
+    directories: Iterable[str | Path], include_quick: bool = False, keep: Callable[[Path], bool] | None = None
+) -> list[Path]:
+    """Result and failure files (and incomplete run directories) under ``directories`` that ``keep`` accepts.
 
-    Skipped: Hydra's copies of ``result.json`` in its job folders (they sit beside ``.hydra/``) and, unless
-    ``include_quick``, anything in a ``quick`` folder below a given directory (``make glue-quick`` output).
+    Skipped, unless ``include_quick``: anything in a ``quick`` folder below a given directory (``make
+    glue-quick`` output).
     """
     found: list[Path] = []
     for directory in directories:
@@ -98,19 +100,24 @@ def find_run_files(directories: Iterable[str | Path], include_quick: bool = Fals
             relative = path.relative_to(root).parts
             if not include_quick and "quick" in relative[:-1]:
                 continue
-            hydra_copy = (path.parent / ".hydra").is_dir()  # Hydra's job folder holds a copy of result.json
-            result = path.name == RESULT_FILE and path.is_file() and not hydra_copy
+            result = path.name == RESULT_FILE and path.is_file()
             failure = path.name == FAILURE_FILE and path.is_file()
-            if result or failure or (path.is_dir() and _is_incomplete_run_dir(path)):
+            if (result or failure or (path.is_dir() and _is_incomplete_run_dir(path))) and (keep is None or keep(path)):
                 found.append(path)
     return found
 
 
 def _is_incomplete_run_dir(path: Path) -> bool:
-    """A ``<family>/<model>/<task>/<tag>/seed<N>`` directory holding neither result nor failure."""
+    """A ``<family>/<model>/<task>/<tag>/seed<N>`` directory the runner took, holding neither result nor failure.
+
+    Hydra makes the directory (its job folder) before the runner starts, so one holding only Hydra's own
+    files (``.hydra/``, ``<job>.log``) is a run refused at the start, not one that is running or was killed.
+    """
     if not _SEED_DIR.fullmatch(path.name) or len(path.parts) < 5 or path.parts[-5] not in ("glue", "e2e"):
         return False
-    return not (path / RESULT_FILE).is_file() and not (path / FAILURE_FILE).is_file()
+    if (path / RESULT_FILE).is_file() or (path / FAILURE_FILE).is_file():
+        return False
+    return any(child.name != ".hydra" and child.suffix != ".log" for child in path.iterdir())
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -296,9 +303,11 @@ def _departures(settings: Sequence[Mapping[str, Any]]) -> set[str]:
     return keys
 
 
-def load_runs(directories: Iterable[str | Path], include_quick: bool = False) -> pd.DataFrame:
-    """All runs under ``directories`` as a DataFrame with :data:`COLUMNS` (one row per run, any status)."""
-    rows = [run_record(path) for path in find_run_files(directories, include_quick)]
+def load_runs(
+    directories: Iterable[str | Path], include_quick: bool = False, keep: Callable[[Path], bool] | None = None
+) -> pd.DataFrame:
+    """All runs under ``directories`` (that ``keep`` accepts) as a DataFrame with :data:`COLUMNS`, any status."""
+    rows = [run_record(path) for path in find_run_files(directories, include_quick, keep)]
     for family in {row["family"] for row in rows if row.get("_settings")}:
         members = [row for row in rows if row.get("_settings") and row["family"] == family]
         lora_members = [row["_settings"] for row in members if row["_settings"]["r"] is not None]

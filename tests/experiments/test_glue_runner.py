@@ -188,8 +188,30 @@ def test_malformed_and_mislabelled_files(assets, tmp_path: Path) -> None:
 def test_cli_unknown_group_option_exits_nonzero_with_choices(assets, tmp_path: Path) -> None:
     process = _cli(*_overrides(assets, tmp_path, "task=nope"))
     output, _ = process.communicate(timeout=120)
-    assert process.returncode != 0
-    assert "Could not find 'task/nope'" in output and "sst2" in output
+    assert process.returncode == 1
+    assert output.startswith("error: task=nope is not an option (options: cola, e2e, mnli, mrpc, qnli, qqp, rte, sst2,")
+
+
+def test_cli_run_directory_is_hydras_job_folder_and_overwrite_keeps_this_jobs_files(assets, tmp_path: Path) -> None:
+    """Hydra's .hydra/ and glue.log land in the run directory; overwrite=true clears the old run, not them."""
+    first = _cli(*_overrides(assets, tmp_path, "train.epochs=1"))
+    assert first.wait(timeout=300) == 0, first.stdout.read()
+    (result_path,) = tmp_path.rglob("result.json")
+    run_dir = result_path.parent
+    (run_dir / "stale.txt").write_text("from the discarded run")
+    again = _cli(*_overrides(assets, tmp_path, "train.epochs=1", "overwrite=true"))
+    assert again.wait(timeout=300) == 0, again.stdout.read()
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".hydra",
+        "adapter",
+        "glue.log",
+        "inputs.json",
+        "result.json",
+        "train_log.jsonl",
+    ]
+    assert "overwrite=true" in (run_dir / ".hydra" / "overrides.yaml").read_text()  # this job's, kept
+    assert (run_dir / "glue.log").read_text().count("classifier is new") == 2  # Hydra appends; this job's kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["glue"]  # nothing beside the run: no outputs/
 
 
 def test_cli_bad_rank_exits_nonzero(assets, tmp_path: Path) -> None:

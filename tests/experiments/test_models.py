@@ -1,4 +1,5 @@
-"""Loading a classifier: one line of our own about the new head instead of transformers' LOAD REPORT."""
+"""Loading a classifier: one line of our own about the new head instead of transformers' LOAD REPORT; a model
+name or folder that does not exist is refused with the nearest known one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from experiments.models import load_sequence_classifier
+from experiments import hub
+from experiments.models import load_sequence_classifier, resolve_source
 from experiments.synthetic import write_tiny_roberta
 
 BODY_WEIGHT = "encoder.layer.0.attention.self.query.weight"
@@ -63,3 +65,30 @@ def test_the_report_still_shows_when_loading_fails(tmp_path: Path, caplog: pytes
         load_sequence_classifier(str(tmp_path / "three"), num_labels=1)
     assert any("LOAD REPORT" in message for message in _messages(caplog, logging.WARNING))
     assert source_logger.filters == filters
+
+
+def test_a_mistyped_folder_suggests_the_folder_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "minilm-l6-h384").mkdir()
+    (tmp_path / "smollm2-135m").mkdir()
+    with pytest.raises(FileNotFoundError) as refused:
+        resolve_source(str(tmp_path / "minilm-l6-h38"))
+    assert f"is not a folder (did you mean model.name_or_path={tmp_path / 'minilm-l6-h384'}?)" in str(refused.value)
+    with pytest.raises(FileNotFoundError) as unknown:
+        resolve_source(str(tmp_path / "zzzz"))
+    assert "did you mean" not in str(unknown.value)
+
+
+def test_a_name_the_hub_does_not_have_suggests_a_configured_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)
+    monkeypatch.setattr(huggingface_hub, "repo_exists", lambda name: name == "gpt2-medium")
+    hub.require_hub_model.cache_clear()
+    with pytest.raises(FileNotFoundError) as refused:
+        resolve_source("gpt2-medum")
+    assert str(refused.value).startswith(
+        "model.name_or_path=gpt2-medum is neither a local folder nor a model on the Hugging Face hub "
+        "(did you mean model.name_or_path=gpt2-medium?)"
+    )
+    hub.require_hub_model("gpt2-medium")  # found: no error
+    hub.require_hub_model.cache_clear()

@@ -35,12 +35,19 @@ def _png(size: tuple[int, int], path: Path) -> Path:
     return path
 
 
+def _hydra_files(run_dir: Path) -> None:
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    (run_dir / "glue.log").write_text("")
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("results")
     # Table 2 cells: LoRA on SST-2 (5 seeds), RTE (3); full FT on SST-2 only; BitFit with one failed seed.
     for seed, score in enumerate(SST2_LORA):
-        write_run(root, (MINILM, "task=sst2", "method=lora"), seed, score, trainable=73728, head=148225)
+        run_dir = write_run(root, (MINILM, "task=sst2", "method=lora"), seed, score, trainable=73728, head=148225)
+        _hydra_files(run_dir)  # Hydra's job folder is the run directory
     for seed, score in enumerate([0.70, 0.60, 0.65]):
         write_run(root, (MINILM, "task=rte", "method=lora"), seed, score, trainable=73728, head=148225)
     write_run(root, (MINILM, "task=sst2", "method=full_ft"), 0, 0.93, trainable=22_000_000)
@@ -66,14 +73,13 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_run(root, ("model=smollm2-135m",), seed, bleu, family="e2e", e2e_scores=metrics | {"BLEU": bleu})
     write_run(root, ("model=smollm2-135m", "method.r=2"), 0, 0.66, family="e2e")
     write_run(root, ("model=smollm2-135m", "method=full_ft"), 0, 0.67, family="e2e")
-    # Things the report must skip, or show as broken.
-    copy = root / "multirun" / "0"
-    (copy / ".hydra").mkdir(parents=True)
-    (copy / "result.json").write_text(json.dumps({"status": "completed", "family": "glue", "task": "sst2"}))
+    # Things the report must skip, or show as broken. A run directory holding only Hydra's files is one refused
+    # before the runner took it (a missing data folder): nothing ran, so it is not an incomplete run.
+    _hydra_files(root / "glue" / "minilm-l6-h384" / "sst2" / "lora_r8_a8_Wq-Wv_paper_0123abcd" / "seed0")
     write_run(root / "quick", (MINILM, "task=cola", "method=lora"), 0, 0.3)
     (root / "glue" / "broken").mkdir(parents=True)
     (root / "glue" / "broken" / "result.json").write_text("{not json")
-    unresolved = root / "multirun" / "1"
+    unresolved = root / "sweeps" / "2026-01-01_00-00-00" / "1"  # a sweep job refused before it had a run dir
     unresolved.mkdir(parents=True)
     (unresolved / "failure.json").write_text(json.dumps({"status": "failed", "family": "glue", "error": "bad yaml"}))
     return root
@@ -172,7 +178,8 @@ def test_failed_and_incomplete_seeds_are_counted_in_their_cells(results: Path) -
 
 def test_what_is_read_and_what_is_skipped(results: Path) -> None:
     runs = load_runs([results])
-    assert not runs["path"].str.contains("multirun/0").any()  # Hydra's copy of a result
+    assert not runs["path"].str.contains("0123abcd").any()  # only Hydra's files: no run
+    assert runs["path"].str.contains("sweeps/2026-01-01_00-00-00/1").sum() == 1
     assert not runs["path"].str.contains("/quick/").any()
     assert load_runs([results], include_quick=True)["path"].str.contains("/quick/").sum() == 1
     assert load_runs([results / "quick"])["status"].tolist() == ["completed"]  # named directly: read
@@ -483,3 +490,38 @@ def test_shared_departures_from_the_recipe_are_named_in_every_label(tmp_path: Pa
         "LoRA r=8 α=8 Wq+Wv, preset paper; data.max_train_examples=100, train.epochs=5",
         "Full FT, preset paper; data.max_train_examples=100, train.epochs=5",
     }
+
+
+# --- a report that leaves the tree clean --------------------------------------------------------------------
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_same_runs_give_the_same_bytes(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rewriting a report of unchanged runs changes no file: no timestamp, stable order, no machine path."""
+    monkeypatch.chdir(results.parent)
+    first = write_report([results.name], "out")
+    written = _tree(Path("out"))
+    assert set(written) >= {"report.md", "report/params.png", "report/rank.png", "report/configurations.csv"}
+    write_report([results.name], "out")
+    assert _tree(Path("out")) == written
+    text = first.markdown.read_text()
+    assert str(results.parent) not in text and not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", text)
+
+
+def test_tracked_only_reads_only_the_runs_git_tracks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committed report lists the committed runs, not local ones (finished, killed or refused)."""
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q"], check=True)
+    committed = write_run(Path("results"), (MINILM, "task=rte", "method=lora"), 0, 0.7)
+    subprocess.run(["git", "add", str(committed / "result.json")], check=True)
+    write_run(Path("results"), (MINILM, "task=rte", "method=lora"), 1, 0.6)  # a local run, not committed
+    make_incomplete_run(Path("results"), (MINILM, "task=rte", "method=lora"), 2)
+    assert len(write_report(["results"], "everything").runs) == 3
+    files = write_report(["results"], "committed", tracked_only=True)
+    assert files.runs["path"].tolist() == [str(committed / "result.json")]
+    assert files.markdown.read_text().splitlines()[2].startswith("Committed runs read from `results`: 1 completed,")

@@ -190,8 +190,9 @@ def test_default_launcher_is_sequential() -> None:
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    """A real `sweep=rank` multirun where one job's target matches nothing: failure.json records it, the other
-    still finishes, and the sweep ends with a summary table and exit status 1.
+    """A real `sweep=rank` multirun where one job's target matches nothing and two jobs' rank is refused:
+    failure.json records each (the refused ones in the sweep's folder, as they have no run directory), the
+    other job still finishes, and the sweep ends with a summary table and exit status 1.
 
     It runs in this process (the command's own entry point, with its argv), as the basic launcher runs jobs.
     """
@@ -205,7 +206,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
     argv = [
         "glue",
         "sweep=rank",
-        "method.r=2",
+        "method.r=0,2",
         "method.targets=[Wx],[Wq]",
         "experiment=glue_quick",
         f"model.name_or_path={model}",
@@ -215,8 +216,11 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
         "train.epochs=1",
     ]
     monkeypatch.setattr(sys, "argv", argv)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     # `python -m experiments.glue` runs the module as __main__, so Hydra finds ../conf from its file; say so here.
-    monkeypatch.setattr(main.__wrapped__, "__module__", "__main__")
+    monkeypatch.setattr(main.__wrapped__.__wrapped__, "__module__", "__main__")
     GlobalHydra.instance().clear()
     try:
         with pytest.raises(SystemExit) as exited:
@@ -225,7 +229,8 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
         GlobalHydra.instance().clear()
     assert exited.value.code == 1
     table = capsys.readouterr().out.split("Sweep summary")[-1]
-    assert "2 jobs: 1 done, 0 skipped (already complete), 1 failed" in table
+    assert "4 jobs: 1 done, 0 skipped (already complete), 3 failed" in table
+    assert table.count("failed   ConfigError: method.r=0 is not allowed (allowed: an integer >= 1)") == 2
     assert "failed   TargetNotFoundError: target 'Wx' matched no module" in table
     assert "done     glue/" in table
     (failure,) = results.rglob("failure.json")
@@ -236,7 +241,11 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
     assert "target 'Wx' matched no module" in recorded["error"]
     assert "method.targets=[Wx]" in recorded["overrides"] and "Traceback" in recorded["traceback"]
     assert json.loads(result.read_text())["hyperparameters"]["r"] == 2
-    assert len(list((tmp_path / "multirun").glob("*/.hydra"))) == 2  # both jobs launched
+    assert len(list((tmp_path / "multirun").glob("*/job.json"))) == 4  # every job recorded in the sweep's folder
+    refused = [json.loads(p.read_text()) for p in (tmp_path / "multirun").glob("*/failure.json")]
+    assert [r["error"].split(" is not")[0] for r in refused] == ["ConfigError: method.r=0"] * 2
+    assert {p.parent for p in results.rglob(".hydra")} == {failure.parent, result.parent}  # Hydra's folder = run's
+    assert not any(cwd.iterdir())  # nothing in the working directory: no outputs/ or multirun/
 
     from experiments.report import write_report
 
