@@ -21,10 +21,10 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
 
-__all__ = ["FULL_ERROR", "JobFailed", "command", "error_message"]
+__all__ = ["JobFailed", "command", "error_message"]
 
-FULL_ERROR = "HYDRA_FULL_ERROR"
-_HINT = f"(run with {FULL_ERROR}=1 for the traceback)"
+_FULL_ERROR = "HYDRA_FULL_ERROR"
+_HINT = f"(run with {_FULL_ERROR}=1 for the traceback)"
 
 
 class JobFailed(SystemExit):
@@ -43,8 +43,8 @@ def command(hydra_main: Callable[[], Any]) -> Callable[[], None]:
 
     @functools.wraps(hydra_main)
     def main() -> None:
-        full = os.environ.get(FULL_ERROR) == "1"
-        os.environ[FULL_ERROR] = "1"  # Hydra re-raises instead of printing: the error reaches us
+        full = os.environ.get(_FULL_ERROR) == "1"
+        os.environ[_FULL_ERROR] = "1"  # Hydra re-raises instead of printing: the error reaches us
         try:
             hydra_main()
         except (JobFailed, Exception) as caught:
@@ -56,7 +56,7 @@ def command(hydra_main: Callable[[], Any]) -> Callable[[], None]:
             sys.exit(1)
         finally:
             if not full:
-                del os.environ[FULL_ERROR]
+                del os.environ[_FULL_ERROR]
 
     return main
 

@@ -134,7 +134,7 @@ def run_directory(cfg: Mapping[str, Any], family: str) -> Path:
     )
 
 
-def _job_dir(family: str, *, _root_: DictConfig) -> str:
+def _run_dir_resolver(family: str, *, _root_: DictConfig) -> str:
     """Resolver ``${run_dir:<family>}`` (``hydra.run.dir``): the checked run directory, absolute.
 
     It raises what :func:`checked_config` raises, so a refused config stops before Hydra makes a folder.
@@ -143,14 +143,14 @@ def _job_dir(family: str, *, _root_: DictConfig) -> str:
     return str(run_directory(checked_config(job, family), family).absolute())
 
 
-def _sweep_job_dir(family: str, *, _root_: DictConfig) -> str:
+def _sweep_job_dir_resolver(family: str, *, _root_: DictConfig) -> str:
     """Resolver ``${sweep_job_dir:<family>}`` (``hydra.sweep.subdir``): a job's run directory.
 
     A job whose config is refused gets ``<job number>`` inside the sweep's folder instead, where its
     ``failure.json`` goes, so the other jobs still run.
     """
     try:
-        return _job_dir(family, _root_=_root_)
+        return _run_dir_resolver(family, _root_=_root_)
     except ValueError:  # ConfigError, or a value that cannot name a directory
         return str(_root_.hydra.job.num)
 
@@ -158,7 +158,7 @@ def _sweep_job_dir(family: str, *, _root_: DictConfig) -> str:
 def register_hydra_resolvers() -> None:
     """Make ``${recipe:...}``, ``${run_dir:...}`` and ``${sweep_job_dir:...}`` available to configs (idempotent)."""
     register_resolvers()
-    for name, resolver in (("run_dir", _job_dir), ("sweep_job_dir", _sweep_job_dir)):
+    for name, resolver in (("run_dir", _run_dir_resolver), ("sweep_job_dir", _sweep_job_dir_resolver)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
 
