@@ -66,7 +66,8 @@ def _model_sources(given: str) -> dict[str, str]:
     for value in [*configured, given]:
         parent = Path(value).parent
         if parent != Path(".") and parent.expanduser().is_dir():
-            sources.update({child.name: str(parent / child.name) for child in parent.expanduser().iterdir()})
+            folders = sorted(child for child in parent.expanduser().iterdir() if child.is_dir())
+            sources.update({folder.name: str(parent / folder.name) for folder in folders})
     return sources
 
 

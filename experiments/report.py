@@ -106,9 +106,16 @@ def _figure(figures: dict[str, Path], name: str, alt: str, out: Path) -> list[st
 
 def _git_tracked(directories: Sequence[Path]) -> set[Path]:
     """Every file git tracks (or has staged) under ``directories``, and every folder above one, resolved."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--", *map(str, directories)], capture_output=True, text=True, check=True
-    ).stdout
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--", *map(str, directories)], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = (getattr(error, "stderr", None) or str(error)).strip()
+        raise RuntimeError(
+            f"--tracked-only asks git which files it tracks, and git could not say ({detail}); run the report "
+            "inside the repository, or drop --tracked-only"
+        ) from error
     files = {Path(name).resolve() for name in listed.split("\0") if name}
     return files | {parent for path in files for parent in path.parents}
 

@@ -516,6 +516,8 @@ def test_tracked_only_reads_only_the_runs_git_tracks(tmp_path: Path, monkeypatch
     import subprocess
 
     monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuntimeError, match=r"git could not say \(fatal: not a git repository.*drop --tracked-only"):
+        write_report(["results"], "out", tracked_only=True)
     subprocess.run(["git", "init", "-q"], check=True)
     committed = write_run(Path("results"), (MINILM, "task=rte", "method=lora"), 0, 0.7)
     subprocess.run(["git", "add", str(committed / "result.json")], check=True)
