@@ -56,18 +56,23 @@ def require_hub(what: str, *overrides: str) -> None:
     )
 
 
-def _model_sources(given: str) -> dict[str, str]:
-    """Known model sources by folder or repository name: conf/model's, and the folders beside them or ``given``.
+def _folders_beside(value: str) -> dict[str, str]:
+    """The folders beside the one ``value`` names, by name, spelled as ``value`` is (``~/...`` stays)."""
+    parent = Path(value).parent
+    if parent == Path(".") or not parent.expanduser().is_dir():
+        return {}
+    return {child.name: str(parent / child.name) for child in sorted(parent.expanduser().iterdir()) if child.is_dir()}
 
-    A folder is spelled as its neighbour was (``~/...`` stays ``~/...``).
-    """
+
+def _model_sources(given: str) -> dict[str, str]:
+    """Known model sources by name, later ones winning a shared name: the folders beside conf/model's local
+    ones, conf/model's own values (hub names and folders), and the folders beside ``given``."""
     configured = [str(OmegaConf.load(path).name_or_path) for path in sorted((CONF_DIR / "model").glob("*.yaml"))]
-    sources = {Path(value).name: value for value in configured}
-    for value in [*configured, given]:
-        parent = Path(value).parent
-        if parent != Path(".") and parent.expanduser().is_dir():
-            folders = sorted(child for child in parent.expanduser().iterdir() if child.is_dir())
-            sources.update({folder.name: str(parent / folder.name) for folder in folders})
+    sources: dict[str, str] = {}
+    for value in configured:
+        sources.update(_folders_beside(value))
+    sources.update({Path(value).name: value for value in configured})
+    sources.update(_folders_beside(given))
     return sources
 
 
