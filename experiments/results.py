@@ -46,7 +46,7 @@ SCHEMA_VERSION = 1
 # Keys that change where or how fast a run goes, not what it computes.
 _NON_SEMANTIC = {"results_dir", "overwrite", "device", "hydra", "seed"}
 _NON_SEMANTIC_TRAIN = {"compile", "checkpoint_every_steps", "per_device_batch_size", "eval_batch_size"}
-_NON_SEMANTIC_DATA = {"dir"}
+_NON_SEMANTIC_DATA = {"dir", "cache_dir"}
 _NON_SEMANTIC_DECODE = {"batch_size"}
 LOCAL_MARKER = "<local>"
 RESULTS_MARKER = "<results_dir>"

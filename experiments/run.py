@@ -65,6 +65,7 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
     ctx = setup_distributed(plain["device"])
     inputs = {
         "data": task.data_fingerprint(),
+        "tokenizer": task.tokenizer_fingerprint,
         "model": model_fingerprint(model_cfg["name_or_path"]),
         "init_adapter": adapter_fingerprint(init_adapter),  # refuses a missing adapter before any loading
     }

@@ -15,6 +15,7 @@ import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -253,6 +254,17 @@ def _check_limits(prefix: str, **limits: int | None) -> None:
         _at_least(f"{prefix}.{key}", value, 1, optional=True)
 
 
+def _check_cache_dir(value: str | None) -> None:
+    """The tokenization cache must be a folder (made if missing); a file there would fail only after loading."""
+    if value is not None and (not value.strip() or Path(value).expanduser().is_file()):
+        _fail(
+            "data.cache_dir",
+            value,
+            "a folder, created if missing, or null for the datasets cache (HF_DATASETS_CACHE)",
+            "point data.cache_dir at a folder, or drop the override",
+        )
+
+
 @dataclass
 class GlueDataConfig:
     dir: str | None = None
@@ -260,9 +272,11 @@ class GlueDataConfig:
     skip_malformed: bool = False
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         _check_limits("data", max_train_examples=self.max_train_examples, max_eval_examples=self.max_eval_examples)
+        _check_cache_dir(self.cache_dir)
 
 
 @dataclass
@@ -273,9 +287,11 @@ class E2EDataConfig:
     max_train_examples: int | None = None
     max_valid_examples: int | None = None
     max_eval_mrs: int | None = None
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         _choice("data.format", self.format, ("auto", "lora_txt", "csv"))
+        _check_cache_dir(self.cache_dir)
         _check_limits(
             "data",
             max_train_examples=self.max_train_examples,
