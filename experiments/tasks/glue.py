@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +23,8 @@ from experiments.tasks.base import TaskFamily
 from experiments.training import FitOutcome
 
 __all__ = ["GlueFamily", "classification_loss_sum", "make_collate", "predict", "tokenize"]
+
+logger = logging.getLogger(__name__)
 
 
 def tokenize(examples: Sequence[Example], tokenizer: Any, max_length: int, regression: bool) -> list[dict]:
@@ -104,6 +107,10 @@ class GlueFamily(TaskFamily):
             for split, examples in self.data.evals.items()
         }
         self._collate = make_collate(self.tokenizer, task.is_regression)
+        evaluations = ", ".join(f"{split} {len(items):,}" for split, items in self.eval_items.items())
+        logger.info(
+            "%s: %s training examples; evaluation examples: %s", self.name, f"{len(self.train_items):,}", evaluations
+        )
 
     def build_model(self) -> nn.Module:
         model_cfg = self.cfg["model"]
