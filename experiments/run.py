@@ -8,8 +8,10 @@ how a batch is encoded and scored during training, and what it measures at the e
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -19,7 +21,7 @@ from omegaconf import DictConfig
 from experiments.distributed import setup_distributed
 from experiments.fingerprints import model_fingerprint
 from experiments.methods import get_method
-from experiments.results import config_hash, write_result
+from experiments.results import config_hash, portable_config, write_result
 from experiments.runner import (
     adapter_fingerprint,
     hydra_output_dir,
@@ -33,9 +35,12 @@ from experiments.runner import (
 )
 from experiments.schema import ConfigError, validate_config
 from experiments.tasks import FAMILIES
+from experiments.tracking import LOGS_DIR, TrackedRun, open_tracker, require_tracker
 from experiments.training import TrainSettings, fit
 
 __all__ = ["run", "train_settings"]
+
+logger = logging.getLogger(__name__)
 
 
 def train_settings(train: Mapping[str, Any], seed: int) -> TrainSettings:
@@ -49,13 +54,15 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
 
     Raises:
         ConfigError: a setting is unknown, mistyped or out of range (before anything is loaded).
+        TrackerUnavailableError: the ``logger`` backend's package is missing (before anything is loaded).
     """
     task_family = cfg["task"].get("family")
     if task_family != family:  # before resolving: a task of another family has no recipe here
         raise ConfigError(
             f"task={cfg['task']['name']} is a {task_family} task; run it with python -m experiments.{task_family}"
         )
-    validate_config(cfg, family)
+    tracking = validate_config(cfg, family).logger
+    require_tracker(tracking.name)  # a missing package is refused before anything loads
     plain = plain_config(cfg)
     task = FAMILIES[family](plain)
     method = get_method(plain["method"])
@@ -72,7 +79,7 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
     run_dir, finished = prepare_run_dir(plain, family, inputs)
     if finished is not None:
         if ctx.is_main:
-            print(f"already complete: {run_dir / 'result.json'} (overwrite=true to rerun)", flush=True)
+            logger.info("already complete: %s (overwrite=true to rerun)", run_dir / "result.json")
         return finished
 
     started = time.perf_counter()
@@ -84,7 +91,7 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
         load_lora_init(model, require_adapter(init_adapter))
     model.to(ctx.device)
     if ctx.is_main:
-        print(task.banner(method, applied.counts, settings, ctx.world_size, run_dir), flush=True)
+        logger.info("%s", task.banner(method, applied.counts, settings, ctx.world_size, run_dir))
 
     metadata = {"task": task.name, "model": model_cfg["name"], "seed": seed}
     saved: dict[str, Any] = {}
@@ -97,6 +104,8 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
             saved.update(path=method.save(model, run_dir, applied.modules_to_save, {**metadata, "epoch": epoch}))
             saved["epoch"] = epoch
 
+    name = run_dir.relative_to(plain["results_dir"]).as_posix()
+    tracked = TrackedRun(run_dir / LOGS_DIR, name, portable_config(plain), tracking.project, tracking.mode)
     outcome = fit(
         model,
         task.train_items,
@@ -110,6 +119,7 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
         param_groups=method.param_groups(model, settings.lr, settings.weight_decay),
         item_count=task.item_count,
         on_evaluated=keep_best if task.selects_best_epoch and ctx.is_main else None,
+        open_tracker=partial(open_tracker, tracking.name, tracked),
     )
     if not ctx.is_main:
         return {}
@@ -134,9 +144,14 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
     hydra_dir = hydra_output_dir()
     write_result(run_dir, result, (hydra_dir,) if hydra_dir else ())
     remove_checkpoint(run_dir)
-    print(
-        f"{task.name} {method.name} seed {seed}: {task.headline(result)}; trainable {applied.counts.trainable:,}; "
-        f"{result['wall_time_s']:.0f}s; {run_dir / 'result.json'}",
-        flush=True,
+    logger.info(
+        "%s %s seed %d: %s; trainable %s; %.0fs; %s",
+        task.name,
+        method.name,
+        seed,
+        task.headline(result),
+        f"{applied.counts.trainable:,}",
+        result["wall_time_s"],
+        run_dir / "result.json",
     )
     return result

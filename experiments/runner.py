@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import re
 import shutil
@@ -57,6 +58,8 @@ __all__ = [
     "run_record",
     "summarize_history",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def plain_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
@@ -191,7 +194,7 @@ def prepare_run_dir(
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         stale = remove_stale_temporaries(run_dir)
         if stale:
-            print(f"removed {len(stale)} temporary file(s) of an interrupted write in {run_dir}", flush=True)
+            logger.warning("removed %d temporary file(s) of an interrupted write in %s", len(stale), run_dir)
         try:
             check_run_inputs(run_dir, inputs)
         except RunInputsChangedError:
@@ -255,7 +258,7 @@ def run_hydra_job(run: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, 
             print(f"error: {error}\n(run with HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr, flush=True)
             sys.exit(1)
         path = _record_failure(cfg, family, error)
-        print(f"FAILED ({type(error).__name__}: {error}); recorded in {path}; the sweep continues", flush=True)
+        logger.error("FAILED (%s: %s); recorded in %s; the sweep continues", type(error).__name__, error, path)
         _record_job("failed", error=f"{type(error).__name__}: {error}")
         return None
     finally:
@@ -361,6 +364,7 @@ def run_record(
         "peak_memory_bytes": outcome.peak_memory_bytes,
         "precision": outcome.precision,
         "resumed_from_step": outcome.resumed_from_step,
+        "train_steps_per_s": outcome.train_steps_per_s,
         "world_size": ctx.world_size,
         "environment": environment(ctx.device),
         "run_dir": Path(run_dir).relative_to(plain["results_dir"]).as_posix(),

@@ -21,10 +21,13 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from experiments.tracking import TRACKERS
+
 __all__ = [
     "ConfigError",
     "E2ERunConfig",
     "GlueRunConfig",
+    "LoggerConfig",
     "method_schemas",
     "validate_config",
 ]
@@ -319,6 +322,19 @@ class DecodeConfig:
         _at_least("decode.batch_size", self.batch_size, 1)
 
 
+@dataclass
+class LoggerConfig:
+    """Which tool receives the training curves (conf/logger/<name>.yaml); it does not shape results."""
+
+    name: str = "tensorboard"
+    project: str = "lora-harness"  # the MLflow experiment / W&B project
+    mode: str = "offline"  # W&B: offline (upload later with `wandb sync`) or online
+
+    def __post_init__(self) -> None:
+        _choice("logger.name", self.name, tuple(TRACKERS))
+        _choice("logger.mode", self.mode, ("offline", "online"))
+
+
 def _check_run(seed: int, device: str) -> None:
     _at_least("seed", seed, 0)
     if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
@@ -335,6 +351,7 @@ class GlueRunConfig:
     train: TrainConfig = MISSING
     preset: PresetConfig = field(default_factory=PresetConfig)
     data: GlueDataConfig = field(default_factory=GlueDataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
     device: str = "auto"
     results_dir: str = "results"
@@ -355,6 +372,7 @@ class E2ERunConfig:
     preset: PresetConfig = field(default_factory=PresetConfig)
     data: E2EDataConfig = field(default_factory=E2EDataConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 110
     device: str = "auto"
     results_dir: str = "results"

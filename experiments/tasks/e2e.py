@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -23,6 +24,8 @@ from experiments.tokenized import TokenCache, encode
 from experiments.training import FitOutcome
 
 __all__ = ["E2EFamily", "encode_pairs"]
+
+logger = logging.getLogger(__name__)
 
 
 def _encode_pair(pair: Mapping[str, str], tokenizer: Any, separator: str, max_length: int) -> dict[str, list[int]]:
@@ -61,6 +64,10 @@ class E2EFamily(TaskFamily):
         self._collate = lm_collate(pad_id if pad_id is not None else self.tokenizer.eos_token_id)
         self._train_loss = lm_loss_sum(cfg["train"]["label_smoothing"])
         self._valid_loss = lm_loss_sum(0.0)
+        logger.info(
+            "e2e: %s training pairs, %s validation pairs, %s test pairs",
+            *(f"{len(split):,}" for split in (self.train_items, self.valid_items, self.data.test)),
+        )
 
     def build_model(self) -> nn.Module:
         model_cfg = self.cfg["model"]
@@ -100,6 +107,7 @@ class E2EFamily(TaskFamily):
         limit = cfg["data"].get("max_eval_mrs")
         if limit:
             mrs, references = mrs[:limit], references[:limit]
+        logger.info("decoding %d test MRs (%d beams), then scoring", len(mrs), decode["num_beams"])
         started = time.perf_counter()
         model.eval()
         bf16 = outcome.precision == "bf16"
@@ -124,7 +132,9 @@ class E2EFamily(TaskFamily):
             scores: dict[str, float] | None = score_e2e(hypotheses, references)
         except (JavaNotFoundError, JavaToolNotFoundError) as error:  # e.g. a GPU machine without a JRE
             scores = None
-            print(f"scoring pending ({error}); score later with python -m experiments.e2e_eval --run {run_dir}")
+            logger.warning(
+                "scoring pending (%s); score later with python -m experiments.e2e_eval --run %s", error, run_dir
+            )
         main = self.main_metric
         return {
             "main_metric": main,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +25,8 @@ from experiments.tokenized import TokenCache, encode
 from experiments.training import FitOutcome
 
 __all__ = ["GlueFamily", "classification_loss_sum", "make_collate", "predict", "tokenize"]
+
+logger = logging.getLogger(__name__)
 
 
 def _encode_batch(
@@ -124,6 +127,10 @@ class GlueFamily(TaskFamily):
         self.train_items = items.pop("train")
         self.eval_items = items
         self._collate = make_collate(self.tokenizer, task.is_regression)
+        evaluations = ", ".join(f"{split} {len(items):,}" for split, items in self.eval_items.items())
+        logger.info(
+            "%s: %s training examples; evaluation examples: %s", self.name, f"{len(self.train_items):,}", evaluations
+        )
 
     def build_model(self) -> nn.Module:
         model_cfg = self.cfg["model"]

@@ -92,7 +92,6 @@ def test_compiled_training_follows_the_eager_trajectory(tmp_path) -> None:
             DistContext(0, 1, 0, torch.device("cpu")),
             fingerprint="t",
             param_groups=[{"params": [p for p in model.parameters() if p.requires_grad], "lr": 1e-2}],
-            log=lambda _: None,
         )
         return outcome.history, model[0].lora_B.detach().clone()
 
