@@ -27,6 +27,19 @@ def datasets_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory):
         yield folder
 
 
+@pytest.fixture(autouse=True)
+def restore_root_logging():
+    """An in-process Hydra job configures the root logger with the stream pytest captured for that test; later
+    tests would log into the closed stream, so each test gets the root logger back as it found it."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture
 def tiny_roberta():
     from transformers import RobertaForSequenceClassification

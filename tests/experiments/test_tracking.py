@@ -404,7 +404,7 @@ def test_the_logger_leaves_the_run_identity_alone_and_the_run_tells_its_story(
     with caplog.at_level(logging.INFO, logger="experiments"):
         first = run_glue(compose_config("glue", [*overrides, "logger=csv"]))
     run_dir = tmp_path / first["run_dir"]
-    assert json.loads((run_dir / "inputs.json").read_text()).keys() == {"data", "model", "init_adapter"}
+    assert json.loads((run_dir / "inputs.json").read_text()).keys() == {"data", "tokenizer", "model", "init_adapter"}
     assert first["train_steps_per_s"] > 0
     assert all(record["tokens_per_s"] > 0 for record in read_step_log(run_dir / STEP_LOG_FILE))
     series = _series(_csv(run_dir / "logs"))
