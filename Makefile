@@ -97,7 +97,7 @@ bench: $(STAMP)
 # The same on CPU with small shapes, for a local check.
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.layers --quick $(ARGS)
-	$(PY) -m benchmarks.training --quick --variants ours_eager,peft_eager,full_ft $(ARGS)
+	$(PY) -m benchmarks.training --quick --variants eager $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,15 +1,16 @@
-"""Training-step and inference benchmark: our LoRA against PEFT (eager and compiled), loralib, full FT, BitFit.
+"""Training-step and inference benchmark: every system (ours, PEFT, full FT, BitFit, loralib) in every mode.
 
     python -m benchmarks.training              # GPU: RoBERTa-base b32x128 and GPT-2 medium b8x512, bf16
-    python -m benchmarks.training --quick      # CPU: tiny models, for a local check
+    python -m benchmarks.training --quick      # CPU: tiny models, eager only, for a local check
 
 Models are built from their configs with random weights (speed and memory do not depend on the values).
-Every variant runs in this one process on the same workload: one step is forward, backward, a fused AdamW
-step and ``zero_grad``, under bf16 autocast with fp32 parameters. Reported per variant: median step time
-over >= 30 steps after warm-up, peak memory, tokens/s, executed TFLOP/s (FLOPs counted by
-``torch.utils.flop_counter`` on one eager step) and its fraction of the GPU's bf16 dense peak; then
-ratios to every peer. Inference: forward latency at batch 1 x 128 of the base model, our merged and
-unmerged LoRA, and PEFT's unmerged LoRA.
+Each system runs in each mode (eager, ``torch.compile`` default, ``torch.compile`` + CUDA graphs) in one
+process per model on the same workload: one step is forward, backward, a fused AdamW step and ``zero_grad``
+under bf16 autocast (ours keeps frozen matmul weights in bf16, as the harness trains; the others keep fp32
+parameters). Reported per variant: median step time over >= 30 steps after warm-up, peak memory, tokens/s,
+executed TFLOP/s (FLOPs counted by ``torch.utils.flop_counter`` on one eager step) and its fraction of the
+GPU's bf16 dense peak; ratios only to PEFT and full FT *in the same mode*. Inference: forward latency at
+batch 1 x 128 of GPT-2 medium, our merged and unmerged LoRA, and PEFT's unmerged LoRA.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import copy
 import gc
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,24 +171,38 @@ def variant_loralib(model: nn.Module, workload: Workload) -> nn.Module:
     return model
 
 
+# The systems compared, each built on a fresh copy of the same model.
+SYSTEMS: dict[str, Callable[[nn.Module, Workload], nn.Module]] = {
+    "ours": variant_ours,
+    "peft": variant_peft,
+    "full_ft": variant_full_ft,
+    "bitfit": variant_bitfit,
+    "loralib": variant_loralib,
+}
+# Execution modes; a ratio is only ever taken between two systems in the same mode.
+MODES: dict[str, str | None] = {"eager": None, "compile": "default", "compile+cudagraphs": "reduce-overhead"}
+
+
 @dataclass(frozen=True)
 class Variant:
-    name: str
-    build: Callable[[nn.Module, Workload], nn.Module]
-    compile_mode: str | None = None  # None: eager
+    system: str
+    mode: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.system} [{self.mode}]"
+
+    @property
+    def compile_mode(self) -> str | None:
+        return MODES[self.mode]
 
 
-# Eager variants (seconds each) first, then the compiled ones (a minute or more of compilation each);
-# a variant that would start past the time budget is reported as skipped.
+# Eager variants (seconds each) first; then each system's two compiled modes back to back, so the second
+# reuses Inductor's on-disk FX-graph cache (CUDA graphs wrap the same kernels). A variant that would start
+# past the time budget is reported as skipped.
 VARIANTS = (
-    Variant("ours_eager", variant_ours),
-    Variant("peft_eager", variant_peft),
-    Variant("full_ft", variant_full_ft),
-    Variant("bitfit", variant_bitfit),
-    Variant("loralib", variant_loralib),
-    Variant("ours_compiled_cudagraphs", variant_ours, "reduce-overhead"),
-    Variant("peft_compiled", variant_peft, "default"),
-    Variant("ours_compiled", variant_ours, "default"),
+    *(Variant(system, "eager") for system in SYSTEMS),
+    *(Variant(system, mode) for system in SYSTEMS for mode in ("compile", "compile+cudagraphs")),
 )
 
 
@@ -290,14 +306,15 @@ def run_training(
     tokens = batch["input_ids"].numel()
     peak = _peak_tflops(device)
     for variant in VARIANTS:
-        if only and variant.name not in only:
+        if only and not {variant.system, variant.mode, f"{variant.system}:{variant.mode}"} & only:
             continue
         if device.type == "cpu" and variant.compile_mode == "reduce-overhead":
             continue  # CUDA graphs need a GPU
         row: dict[str, Any] = {
             "benchmark": "train_step",
             "model": workload.name,
-            "variant": variant.name,
+            "system": variant.system,
+            "mode": variant.mode,
             "batch": f"{batch['input_ids'].shape[0]}x{batch['input_ids'].shape[1]}",
             "device": device_name(device),
         }
@@ -305,7 +322,7 @@ def run_training(
             rows.append({**row, "skipped": "time budget spent"})
             continue
         try:
-            model = variant.build(build_model(workload, quick).to(device), workload).train()
+            model = SYSTEMS[variant.system](build_model(workload, quick).to(device), workload).train()
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
             flops = count_step_flops(model, batch, device)
             result = measure_training(
@@ -364,25 +381,82 @@ def run_inference(device: torch.device, quick: bool, iters: int) -> list[dict[st
 
 
 def with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add step-time ratios of each training row against the peers of the same model (peer / variant)."""
-    by_model: dict[str, dict[str, float]] = {}
-    for row in rows:
-        if row.get("benchmark") == "train_step" and "ms" in row:
-            by_model.setdefault(row["model"], {})[row["variant"]] = row["ms"]
-    for row in rows:
-        peers = by_model.get(row.get("model"), {})
-        if row.get("benchmark") == "train_step" and "ms" in row:
-            for peer in ("peft_eager", "peft_compiled", "full_ft", "loralib"):
-                if peer in peers:
-                    row[f"speedup_vs_{peer}"] = peers[peer] / row["ms"]
+    """Add each training row's step-time ratios to PEFT and to full FT of the same model *and mode*.
+
+    ``vs_peft`` = PEFT's time / this time (> 1: faster than PEFT); ``vs_full_ft`` = this time / full FT's
+    time (< 1: a cheaper step than full fine-tuning); ``mem_vs_peft`` = this peak / PEFT's peak.
+    """
+    measured = {
+        (row["model"], row["mode"], row["system"]): row
+        for row in rows
+        if row.get("benchmark") == "train_step" and "ms" in row
+    }
+    for (model, mode, _), row in measured.items():
+        peft, full = measured.get((model, mode, "peft")), measured.get((model, mode, "full_ft"))
+        if peft:
+            row["vs_peft"] = peft["ms"] / row["ms"]
+            if row.get("peak_mem_gib") and peft.get("peak_mem_gib"):
+                row["mem_vs_peft"] = row["peak_mem_gib"] / peft["peak_mem_gib"]
+        if full:
+            row["vs_full_ft"] = row["ms"] / full["ms"]
     return rows
+
+
+def environment(device: torch.device) -> str:
+    """The GPU (name, driver, SM clock now / max, power limit) and library versions the figures come from."""
+    import peft
+    import transformers
+
+    versions = f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}"
+    if device.type != "cuda":
+        return f"{device_name(device)}; {versions}"
+    query = "name,driver_version,clocks.sm,clocks.max.sm,power.limit"
+    try:
+        gpu = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[device.index or 0]
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        gpu = device_name(device)
+    return f"{gpu} ({query}); CUDA {torch.version.cuda}; {versions}"
+
+
+TRAIN_COLUMNS = [
+    "mode", "system", "batch", "ms", "vs_peft", "vs_full_ft", "peak_mem_gib", "mem_vs_peft",
+    "tokens_per_s", "step_tflop", "tflops", "mfu", "trainable",
+]  # fmt: skip
+
+
+def report(model: str, rows: list[dict[str, Any]], env: str, command: str) -> str:
+    """One model's markdown: the training-step table by mode, inference latency, what was not measured."""
+    order = {mode: i for i, mode in enumerate(MODES)}
+    train = sorted(
+        (r for r in rows if r["benchmark"] == "train_step" and "ms" in r),
+        key=lambda r: (order[r["mode"]], list(SYSTEMS).index(r["system"])),
+    )
+    text = (
+        f"# Training-step benchmark: {model}\n\n{env}\n\nCommand: `{command}` (one process). Step: forward, "
+        "backward, fused AdamW, zero_grad; bf16 autocast on a GPU. `vs_peft` = PEFT's step time / this one and "
+        "`vs_full_ft` = this step time / full FT's, both **in the same mode**; `mfu` = executed FLOPs / time "
+        "/ the GPU's dense bf16 peak.\n\n"
+        f"## Training step\n\n{markdown_table(train, TRAIN_COLUMNS)}\n"
+    )
+    infer = [r for r in rows if r["benchmark"] == "inference_latency"]
+    if infer:
+        text += f"\n## Inference latency\n\n{markdown_table(infer, ['variant', 'batch', 'ms', 'vs_base'])}\n"
+    missing = [r for r in rows if "error" in r or "skipped" in r]
+    if missing:
+        lines = [f"- {r['system']} [{r['mode']}]: {r.get('error') or r.get('skipped')}" for r in missing]
+        text += "\n## Not measured\n\n" + "\n".join(lines) + "\n"
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny models on CPU")
     parser.add_argument("--models", default="roberta-base,gpt2-medium")
-    parser.add_argument("--variants", default="", help="comma list to run only some variants")
+    parser.add_argument(
+        "--variants", default="", help=f"comma list of systems ({', '.join(SYSTEMS)}), modes or system:mode"
+    )
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 30; quick 5)")
     parser.add_argument("--budget-s", type=float, default=540.0, help="skip remaining variants after this long")
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
@@ -391,47 +465,22 @@ def main(argv: list[str] | None = None) -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     steps = args.steps or (5 if args.quick else 30)
     only = set(filter(None, args.variants.split(","))) or None
-    rows: list[dict[str, Any]] = []
     names = args.models.split(",")
+    env = environment(device)
+    suffix = "gpu" if device.type == "cuda" else "cpu"
     started = time.time()
     for index, name in enumerate(names):  # each model gets an equal share of what is left of the budget
         deadline = time.time() + (args.budget_s - (time.time() - started)) / (len(names) - index)
-        rows += run_training(WORKLOADS[name], device, args.quick, deadline, steps, only)
-    rows += run_inference(device, args.quick, 20 if args.quick else 50)
-    rows = with_ratios(rows)
-    suffix = "gpu" if device.type == "cuda" else "cpu"
-    write_jsonl(args.out / f"training_{suffix}.jsonl", rows)
-    train_cols = [
-        "model",
-        "variant",
-        "batch",
-        "ms",
-        "peak_mem_gib",
-        "tokens_per_s",
-        "tflops",
-        "mfu",
-        "speedup_vs_peft_eager",
-        "speedup_vs_peft_compiled",
-        "speedup_vs_full_ft",
-        "trainable",
-    ]
-    train_rows = [r for r in rows if r["benchmark"] == "train_step"]
-    infer_rows = [r for r in rows if r["benchmark"] == "inference_latency"]
-    text = (
-        f"# Training-step and inference benchmark ({rows[0]['device']})\n\nCommand: `python -m benchmarks.training"
-        f"{' --quick' if args.quick else ''}`. Ratios are peer time / variant time within this one run.\n\n"
-        f"## Training step\n\n{markdown_table(train_rows, train_cols)}\n\n"
-        f"## Inference latency\n\n{markdown_table(infer_rows, ['model', 'variant', 'batch', 'ms', 'vs_base'])}\n"
-    )
-    errors = [r for r in rows if "error" in r or "skipped" in r]
-    if errors:
-        text += (
-            "\n## Not measured\n\n"
-            + "\n".join(f"- {r['model']} {r['variant']}: {r.get('error') or r.get('skipped')}" for r in errors)
-            + "\n"
-        )
-    (args.out / f"training_{suffix}.md").write_text(text, encoding="utf-8")
-    print(text)
+        rows = run_training(WORKLOADS[name], device, args.quick, deadline, steps, only)
+        if name == "gpt2-medium":
+            rows += run_inference(device, args.quick, 20 if args.quick else 50)
+        rows = with_ratios(rows)
+        command = f"python -m benchmarks.training --models {name}" + (" --quick" if args.quick else "")
+        command += f" --variants {args.variants}" if args.variants else ""
+        write_jsonl(args.out / f"training_{name}_{suffix}.jsonl", [{"environment": env}, *rows])
+        text = report(name, rows, env, command)
+        (args.out / f"training_{name}_{suffix}.md").write_text(text, encoding="utf-8")
+        print(text, flush=True)
 
 
 if __name__ == "__main__":

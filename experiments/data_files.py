@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from datasets import Dataset
+
 __all__ = [
     "MAX_LINE_BYTES",
     "DataError",
@@ -16,6 +18,7 @@ __all__ = [
     "decode_utf8",
     "files_fingerprint",
     "read_lines",
+    "take_first",
 ]
 
 # Real GLUE and E2E lines are under 2 kB: a longer line means lost line breaks or a file that is not data.
@@ -71,6 +74,11 @@ def check_limit(key: str, value: int | None) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
         raise ValueError(f"{key}={value}: must be a positive integer or null")
     return value
+
+
+def take_first(examples: Dataset, limit: int | None) -> Dataset:
+    """The first ``limit`` examples (all of them for None or a limit beyond the split), in order."""
+    return examples if limit is None or limit >= len(examples) else examples.select(range(limit))
 
 
 def data_fingerprint(split_digests: Mapping[str, str], options: Mapping[str, object]) -> str:

@@ -1,54 +1,62 @@
 """E2E NLG data: the LoRA authors' ``MR||text`` files, the challenge's CSVs, or the hub; MR grouping.
 
 Training uses every (MR, text) pair; evaluation generates one text per unique MR and scores it against
-all references of that MR (the test set has 4,693 pairs over 630 MRs).
+all references of that MR (the test set has 4,693 pairs over 630 MRs). Each split is a ``datasets.Dataset`` of
+columns ``mr`` and ``text``; local files go through our readers, whose errors name file and line.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.data_files import DataError, check_limit, data_fingerprint, decode_utf8, files_fingerprint
+from datasets import Dataset, Features, Value
+
+from experiments.data_files import (
+    DataError,
+    check_limit,
+    data_fingerprint,
+    decode_utf8,
+    files_fingerprint,
+    take_first,
+)
 from experiments.e2e_metrics.formats import read_mr_text_file
 from experiments.hub import require_hub
 
-__all__ = ["E2EData", "E2EPair", "e2e_data_fingerprint", "load_e2e", "read_challenge_csv", "read_lora_txt"]
+__all__ = ["E2EData", "e2e_data_fingerprint", "load_e2e", "read_challenge_csv", "read_lora_txt"]
 
 SPLITS = ("train", "valid", "test")
-
-
-@dataclass(frozen=True)
-class E2EPair:
-    """A meaning representation and one human reference text for it."""
-
-    mr: str
-    text: str
+_PAIR = Features({"mr": Value("string"), "text": Value("string")})
 
 
 @dataclass
 class E2EData:
-    """The three splits, where they came from, and their content fingerprint (see e2e_data_fingerprint)."""
+    """The three splits (each a meaning representation and one human reference text per row), where they came
+    from, and their content fingerprint (see e2e_data_fingerprint)."""
 
-    train: list[E2EPair]
-    valid: list[E2EPair]
-    test: list[E2EPair]
+    train: Dataset
+    valid: Dataset
+    test: Dataset
     source: str
     fingerprint: str
 
 
-def read_lora_txt(path: Path) -> list[E2EPair]:
+def _pairs(pairs: Sequence[tuple[str, str]], path: Path | str) -> Dataset:
+    if not pairs:
+        raise DataError(f"{path} has no examples")
+    mrs, texts = zip(*pairs, strict=True)
+    return Dataset.from_dict({"mr": list(mrs), "text": list(texts)}, features=_PAIR)
+
+
+def read_lora_txt(path: Path) -> Dataset:
     """Lines ``MR||text`` as in microsoft/LoRA examples/NLG/data/e2e (text tokenised, trailing space)."""
     if not path.is_file():
         raise DataError(f"{path} not found: data.dir must hold train.txt, valid.txt and test.txt (MR||text lines)")
-    pairs = [E2EPair(mr, text) for mr, text in read_mr_text_file(path)]
-    if not pairs:
-        raise DataError(f"{path} has no examples")
-    return pairs
+    return _pairs(read_mr_text_file(path), path)
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
@@ -68,7 +76,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
         yield line_no, row
 
 
-def read_challenge_csv(path: Path) -> list[E2EPair]:
+def read_challenge_csv(path: Path) -> Dataset:
     """The E2E challenge release's CSVs (columns ``mr`` and ``ref``); blank lines are skipped.
 
     Raises:
@@ -95,10 +103,8 @@ def read_challenge_csv(path: Path) -> list[E2EPair]:
         if not (mr and ref):
             empty = "MR" if not mr else "reference"
             raise DataError(f"{path}:{line_no}: empty {empty} (allowed: non-empty 'mr' and 'ref'); fix the row")
-        pairs.append(E2EPair(mr, ref))
-    if not pairs:
-        raise DataError(f"{path} has no examples")
-    return pairs
+        pairs.append((mr, ref))
+    return _pairs(pairs, path)
 
 
 def _detect_format(folder: Path, files: Mapping[str, str], csv_files: Mapping[str, str]) -> str:
@@ -158,11 +164,10 @@ def _from_hub(dataset: str, splits: Mapping[str, str], fields: Mapping[str, str]
 
     loaded = datasets.load_dataset(dataset)
 
-    def convert(split: str) -> list[E2EPair]:
+    def convert(split: str) -> Dataset:
         rows = loaded[split]
-        return [
-            E2EPair(mr.strip(), text.strip()) for mr, text in zip(rows[fields["mr"]], rows[fields["text"]], strict=True)
-        ]
+        pairs = [(mr.strip(), text.strip()) for mr, text in zip(rows[fields["mr"]], rows[fields["text"]], strict=True)]
+        return _pairs(pairs, f"{dataset} split {split}")
 
     digests = {split: loaded[splits[split]]._fingerprint for split in SPLITS}
     return E2EData(
@@ -188,8 +193,6 @@ def load_e2e(task: Mapping[str, Any], data: Mapping[str, Any]) -> E2EData:
         reader = read_lora_txt if fmt == "lora_txt" else read_challenge_csv
         source = f"{fmt}:{files['train'].parent}"
         loaded = E2EData(*(reader(files[split]) for split in SPLITS), source=source, fingerprint=fingerprint)
-    if limits["max_train_examples"] is not None:
-        loaded.train = loaded.train[: limits["max_train_examples"]]
-    if limits["max_valid_examples"] is not None:
-        loaded.valid = loaded.valid[: limits["max_valid_examples"]]
+    loaded.train = take_first(loaded.train, limits["max_train_examples"])
+    loaded.valid = take_first(loaded.valid, limits["max_valid_examples"])
     return loaded

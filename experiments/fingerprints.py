@@ -1,11 +1,13 @@
-"""Content fingerprints: a result names the exact weights it came from without naming a machine's path."""
+"""Content fingerprints: a result names the exact weights and tokenizer it came from without naming a machine's path."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
-__all__ = ["model_fingerprint", "sha256_file"]
+__all__ = ["model_fingerprint", "sha256_file", "tokenizer_fingerprint"]
 
 # What determines a model's outputs; tokenizer files and READMEs do not change the weights.
 _MODEL_FILES = ("*.safetensors", "*.bin", "*.pt", "*.gguf", "config.json")
@@ -36,3 +38,32 @@ def model_fingerprint(name_or_path: str) -> str | None:
     for path in files:
         digest.update(f"{path.name}\0{sha256_file(path)}\n".encode())
     return f"sha256:{digest.hexdigest()}"
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """``sha256:<hex>`` over what decides a tokenizer's ids, not the folder it was loaded from.
+
+    A fast tokenizer's whole pipeline (normaliser, pre-tokeniser, model with vocabulary and merges, post-processor,
+    added tokens); a Python one's vocabulary and the bytes of its vocabulary files (e.g. a sentencepiece model).
+    Then the special tokens' roles and ids, which the encoders read (bos, eos, pad), and the truncation side.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        pipeline = json.loads(backend.to_str())
+        for per_call in ("truncation", "padding"):  # set by every call from its own arguments
+            pipeline.pop(per_call, None)
+    else:
+        files = {name: tokenizer.init_kwargs.get(name) for name in tokenizer.vocab_files_names}
+        pipeline = {
+            "vocab": sorted(tokenizer.get_vocab().items()),
+            "files": {name: sha256_file(path) for name, path in files.items() if path and Path(path).is_file()},
+        }
+    roles = tokenizer.special_tokens_map
+    special = {role: [token, tokenizer.convert_tokens_to_ids(token)] for role, token in roles.items()}
+    described = {
+        "class": type(tokenizer).__name__,
+        "pipeline": pipeline,
+        "special_tokens": special,
+        "truncation_side": tokenizer.truncation_side,
+    }
+    return f"sha256:{hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()}"

@@ -1,4 +1,10 @@
-"""GLUE examples from a local folder in the standard TSV layout or from the Hugging Face hub."""
+"""GLUE examples from a local folder in the standard TSV layout or from the Hugging Face hub, as ``datasets.Dataset``
+splits with the hub's columns (the task's text fields, then ``label``), so both sources encode the same way.
+
+Local files go through our own line reader, not ``datasets``' csv loader: GLUE's TSVs are unquoted (a lone ``"``
+is text, as in GLUE's own processors), some lack a header, and a bad row must be reported by file and line before
+anything is tokenized; the csv loader quotes, and its errors name neither.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +12,31 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.data_files import DataError, check_limit, data_fingerprint, files_fingerprint, read_lines
+from datasets import Dataset, Features, Value
+
+from experiments.data_files import DataError, check_limit, data_fingerprint, files_fingerprint, read_lines, take_first
 from experiments.glue_tasks import GlueTask
 from experiments.hub import require_hub
 
-__all__ = ["DataError", "Example", "GlueData", "glue_data_fingerprint", "load_glue", "read_tsv_split"]
+__all__ = ["DataError", "GlueData", "glue_data_fingerprint", "load_glue", "read_tsv_split"]
 
 SKIP_HINT = "set data.skip_malformed=true to skip and count such rows"
-
-
-@dataclass(frozen=True)
-class Example:
-    """One GLUE example: one or two texts and a class id (or a float score for STS-B)."""
-
-    texts: tuple[str, ...]
-    label: int | float
 
 
 @dataclass
 class GlueData:
     """A task's training examples and its evaluation splits, keyed by result name."""
 
-    train: list[Example]
-    evals: dict[str, list[Example]]
+    train: Dataset
+    evals: dict[str, Dataset]
     source: str
     fingerprint: str  # see glue_data_fingerprint
     skipped_rows: int = 0
+
+
+def _features(task: GlueTask) -> Features:
+    label = Value("float64") if task.is_regression else Value("int64")
+    return Features({**{field: Value("string") for field in task.hub_text_fields}, "label": label})
 
 
 def _parse_label(task: GlueTask, raw: str, path: Path, line_no: int) -> int | float:
@@ -61,8 +66,8 @@ def _require_file(task: GlueTask, path: Path) -> None:
         )
 
 
-def read_tsv_split(task: GlueTask, path: Path, skip_malformed: bool = False) -> tuple[list[Example], int]:
-    """Read one GLUE TSV file (no quoting, as GLUE's own processors); return examples and skipped rows.
+def read_tsv_split(task: GlueTask, path: Path, skip_malformed: bool = False) -> tuple[Dataset, int]:
+    """Read one GLUE TSV file (no quoting, as GLUE's own processors); return its examples and skipped rows.
 
     Raises:
         DataError: naming file and line, for any row the task cannot use (see the module's tests).
@@ -87,7 +92,8 @@ def read_tsv_split(task: GlueTask, path: Path, skip_malformed: bool = False) -> 
     else:
         width = max(*layout.text_columns, layout.label_column) + 1  # type: ignore[type-var]
         text_idx, label_idx = list(layout.text_columns), layout.label_column
-    examples: list[Example] = []
+    texts: list[list[str]] = [[] for _ in text_idx]
+    labels: list[int | float] = []
     skipped = 0
     for line_no, line in lines:
         row = line.split("\t")
@@ -100,12 +106,14 @@ def read_tsv_split(task: GlueTask, path: Path, skip_malformed: bool = False) -> 
                 f"{path}:{line_no}: {found} (allowed: exactly {width} tab-separated columns); "
                 f"fix the row, or {SKIP_HINT}"
             )
-        texts = tuple(row[i] for i in text_idx)  # type: ignore[index]
-        examples.append(Example(texts, _parse_label(task, row[label_idx], path, line_no)))  # type: ignore[index]
-    if not examples:
+        for column, index in zip(texts, text_idx, strict=True):
+            column.append(row[index])  # type: ignore[index]
+        labels.append(_parse_label(task, row[label_idx], path, line_no))  # type: ignore[index]
+    if not labels:
         detail = f"{skipped} malformed rows skipped" if skipped else "no rows"
         raise DataError(f"{path}: no examples ({detail}); check that the file holds task {task.name}'s data")
-    return examples, skipped
+    columns = {**dict(zip(task.hub_text_fields, texts, strict=True)), "label": labels}
+    return Dataset.from_dict(columns, features=_features(task)), skipped
 
 
 def _split_files(task: GlueTask, data_dir: Path) -> dict[str, Path]:
@@ -170,14 +178,8 @@ def _from_hub(task: GlueTask, dataset: str, options: dict[str, object]) -> GlueD
     loaded = datasets.load_dataset(dataset, task.hub_config)
     splits = {"train": "train"} | task.hub_eval_splits
 
-    def convert(split: str) -> list[Example]:
-        rows = loaded[split]
-        labels = rows["label"]
-        columns = [rows[f] for f in task.hub_text_fields]
-        return [
-            Example(tuple(col[i] for col in columns), float(y) if task.is_regression else int(y))
-            for i, y in enumerate(labels)
-        ]
+    def convert(split: str) -> Dataset:
+        return loaded[split].select_columns([*task.hub_text_fields, "label"])
 
     return GlueData(
         train=convert("train"),
@@ -206,8 +208,6 @@ def load_glue(
         data = _from_folder(task, Path(data_dir), skip_malformed, options)
     else:
         data = _from_hub(task, hub_dataset, options)
-    if max_train_examples is not None:
-        data.train = data.train[:max_train_examples]
-    if max_eval_examples is not None:
-        data.evals = {name: examples[:max_eval_examples] for name, examples in data.evals.items()}
+    data.train = take_first(data.train, max_train_examples)
+    data.evals = {name: take_first(examples, max_eval_examples) for name, examples in data.evals.items()}
     return data

@@ -16,6 +16,7 @@ import argparse
 import math
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import pandas as pd
 from experiments.reporting import plots, tables
 from experiments.reporting.aggregate import aggregate, format_count
 from experiments.reporting.analyses import analysis_markdown, find_analyses, read_analysis
+from experiments.reporting.curves import training_curves
 from experiments.reporting.runs import load_runs
 from experiments.reporting.tables import TASK_NAMES, Table
 
@@ -36,6 +38,7 @@ FILES_DIR = "report"
 TABLE_NAMES = ("glue_methods", "glue_vs_paper", "rank", "alpha", "targets", "e2e", "e2e_vs_paper", "configurations")
 TABLE_NAMES += ("failures", "incomplete")
 FIGURE_NAMES = ("rank", "params", "targets")
+CURVES_DIR = "curves"  # report/curves/<model>_<task>_<id>.png: each configuration's training curves
 
 
 @dataclass(frozen=True)
@@ -140,12 +143,17 @@ def write_report(
     groups = aggregate(runs)
     for stale in [f"{n}.{ext}" for n in TABLE_NAMES for ext in ("csv", "tex")] + [f"{n}.png" for n in FIGURE_NAMES]:
         (files_dir / stale).unlink(missing_ok=True)  # a table or figure with no data this time must not linger
+    shutil.rmtree(files_dir / CURVES_DIR, ignore_errors=True)
     figures: dict[str, Path] = {}
     if not groups.empty:
         for name, plot in (("rank", plots.plot_rank), ("params", plots.plot_params), ("targets", plots.plot_targets)):
             path = plot(groups, files_dir / f"{name}.png")
             if path is not None:
                 figures[name] = path
+    curve_sets = training_curves(runs)
+    for curves in curve_sets:
+        name = f"{CURVES_DIR}/{curves.key}"
+        figures[name] = plots.plot_training_curves(curves, files_dir / f"{name}.png")
 
     built = {}
     if not groups.empty:
@@ -207,6 +215,15 @@ def write_report(
             "Section 7 analyses",
             [analysis_markdown(a, out) for a in analyses]
             or ["*No analyses (runs/analysis/<name>/analysis.json, written by experiments/analysis.py).*"],
+        ),
+        _section(
+            "Training curves",
+            [
+                f"**{TASK_NAMES.get(c.task, c.task)} · {c.model}**: {c.label}\n\n"
+                + "".join(_figure(figures, f"{CURVES_DIR}/{c.key}", "training loss and metric vs step", out))
+                for c in curve_sets
+            ]
+            or ["*No run logged its training (train_log.jsonl).*"],
         ),
         _section("Every configuration", block("configurations", "No runs found.")),
         _section(

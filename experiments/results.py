@@ -43,10 +43,10 @@ __all__ = [
 RESULT_FILE = "result.json"
 FAILURE_FILE = "failure.json"
 SCHEMA_VERSION = 1
-# Keys that change where or how fast a run goes, not what it computes.
-_NON_SEMANTIC = {"results_dir", "overwrite", "device", "hydra", "seed"}
+# Keys that change where or how fast a run goes, or where its curves are mirrored, not what it computes.
+_NON_SEMANTIC = {"results_dir", "overwrite", "device", "hydra", "seed", "logger"}
 _NON_SEMANTIC_TRAIN = {"compile", "checkpoint_every_steps", "per_device_batch_size", "eval_batch_size"}
-_NON_SEMANTIC_DATA = {"dir"}
+_NON_SEMANTIC_DATA = {"dir", "cache_dir"}
 _NON_SEMANTIC_DECODE = {"batch_size"}
 LOCAL_MARKER = "<local>"
 RESULTS_MARKER = "<results_dir>"

@@ -8,8 +8,10 @@ how a batch is encoded and scored during training, and what it measures at the e
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -19,8 +21,7 @@ from omegaconf import DictConfig
 from experiments.distributed import setup_distributed
 from experiments.fingerprints import model_fingerprint
 from experiments.methods import get_method
-from experiments.models import resolve_source
-from experiments.results import config_hash, write_result
+from experiments.results import config_hash, portable_config, write_result
 from experiments.runner import (
     adapter_fingerprint,
     checked_config,
@@ -32,9 +33,12 @@ from experiments.runner import (
     summarize_history,
 )
 from experiments.tasks import FAMILIES
+from experiments.tracking import LOGS_DIR, TrackedRun, open_tracker
 from experiments.training import TrainSettings, fit
 
 __all__ = ["run", "train_settings"]
+
+logger = logging.getLogger(__name__)
 
 
 def train_settings(train: Mapping[str, Any], seed: int) -> TrainSettings:
@@ -48,24 +52,26 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
 
     Raises:
         ConfigError: a setting is unknown, mistyped or out of range (before anything is loaded).
+        TrackerUnavailableError: the ``logger`` backend's package is missing (before anything is loaded).
     """
-    plain = checked_config(cfg, family)
+    typed, plain = checked_config(cfg, family)
+    tracking = typed.logger
     task = FAMILIES[family](plain)
     method = get_method(plain["method"])
     model_cfg, seed = plain["model"], plain["seed"]
     settings = train_settings(plain["train"], seed)
     init_adapter = plain["method"].get("init_adapter")
     ctx = setup_distributed(plain["device"])
-    resolve_source(model_cfg["name_or_path"])  # a missing folder or unknown hub name fails before the run dir
     inputs = {
         "data": task.data_fingerprint(),
+        "tokenizer": task.tokenizer_fingerprint,
         "model": model_fingerprint(model_cfg["name_or_path"]),
         "init_adapter": adapter_fingerprint(init_adapter),  # refuses a missing adapter before any loading
     }
     run_dir, finished = prepare_run_dir(plain, family, inputs)
     if finished is not None:
         if ctx.is_main:
-            print(f"already complete: {run_dir / 'result.json'} (overwrite=true to rerun)", flush=True)
+            logger.info("already complete: %s (overwrite=true to rerun)", run_dir / "result.json")
         return finished
 
     started = time.perf_counter()
@@ -77,7 +83,7 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
         load_lora_init(model, require_adapter(init_adapter))
     model.to(ctx.device)
     if ctx.is_main:
-        print(task.banner(method, applied.counts, settings, ctx.world_size, run_dir), flush=True)
+        logger.info("%s", task.banner(method, applied.counts, settings, ctx.world_size, run_dir))
 
     metadata = {"task": task.name, "model": model_cfg["name"], "seed": seed}
     saved: dict[str, Any] = {}
@@ -90,6 +96,8 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
             saved.update(path=method.save(model, run_dir, applied.modules_to_save, {**metadata, "epoch": epoch}))
             saved["epoch"] = epoch
 
+    name = run_dir.relative_to(plain["results_dir"]).as_posix()
+    tracked = TrackedRun(run_dir / LOGS_DIR, name, portable_config(plain), tracking.project, tracking.mode)
     outcome = fit(
         model,
         task.train_items,
@@ -103,6 +111,7 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
         param_groups=method.param_groups(model, settings.lr, settings.weight_decay),
         item_count=task.item_count,
         on_evaluated=keep_best if task.selects_best_epoch and ctx.is_main else None,
+        open_tracker=partial(open_tracker, tracking.name, tracked),
     )
     if not ctx.is_main:
         return {}
@@ -126,9 +135,14 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
     result["saved"], result["saved_epoch"] = saved["path"], saved["epoch"]
     write_result(run_dir, result)
     remove_checkpoint(run_dir)
-    print(
-        f"{task.name} {method.name} seed {seed}: {task.headline(result)}; trainable {applied.counts.trainable:,}; "
-        f"{result['wall_time_s']:.0f}s; {run_dir / 'result.json'}",
-        flush=True,
+    logger.info(
+        "%s %s seed %d: %s; trainable %s; %.0fs; %s",
+        task.name,
+        method.name,
+        seed,
+        task.headline(result),
+        f"{applied.counts.trainable:,}",
+        result["wall_time_s"],
+        run_dir / "result.json",
     )
     return result

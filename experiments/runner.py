@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import re
 import shutil
@@ -42,6 +43,7 @@ from experiments.results import (
 from experiments.run_lock import LOCK_FILE, RunDirLock
 from experiments.schema import ConfigError, validate_config
 from experiments.sweep_summary import write_job_outcome
+from experiments.tracking import require_tracker
 from experiments.training import FitOutcome, TrainSettings
 
 __all__ = [
@@ -64,20 +66,25 @@ __all__ = [
     "summarize_history",
 ]
 
+logger = logging.getLogger(__name__)
 
-def checked_config(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
-    """The resolved config of a ``family`` run, once its task's family and the typed schema accept it.
+
+def checked_config(cfg: DictConfig | Mapping[str, Any], family: str) -> tuple[Any, dict[str, Any]]:
+    """The typed and the resolved config of a ``family`` run, once its task's family, the typed schema and the
+    installed packages accept it.
 
     Raises:
         ConfigError: a task of another family, or an unknown, mistyped or out-of-range setting.
+        TrackerUnavailableError: the ``logger`` backend's package is missing.
     """
     task_family = cfg["task"].get("family")
     if task_family != family:  # before resolving: a task of another family has no recipe here
         raise ConfigError(
             f"task={cfg['task']['name']} is a {task_family} task; run it with python -m experiments.{task_family}"
         )
-    validate_config(cfg, family)
-    return plain_config(cfg)
+    typed = validate_config(cfg, family)
+    require_tracker(typed.logger.name)
+    return typed, plain_config(cfg)
 
 
 def plain_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
@@ -140,7 +147,8 @@ def _run_dir_resolver(family: str, *, _root_: DictConfig) -> str:
     It raises what :func:`checked_config` raises, so a refused config stops before Hydra makes a folder.
     """
     job = OmegaConf.masked_copy(_root_, [key for key in _root_ if key != "hydra"])  # hydra.* refers back here
-    return str(run_directory(checked_config(job, family), family).absolute())
+    _, plain = checked_config(job, family)
+    return str(run_directory(plain, family).absolute())
 
 
 def _sweep_job_dir_resolver(family: str, *, _root_: DictConfig) -> str:
@@ -242,7 +250,7 @@ def prepare_run_dir(
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         stale = remove_stale_temporaries(run_dir)
         if stale:
-            print(f"removed {len(stale)} temporary file(s) of an interrupted write in {run_dir}", flush=True)
+            logger.warning("removed %d temporary file(s) of an interrupted write in %s", len(stale), run_dir)
         try:
             check_run_inputs(run_dir, inputs)
         except RunInputsChangedError:
@@ -318,7 +326,7 @@ def run_hydra_job(run: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, 
                 raise  # a caller that is not Hydra's command line
             raise JobFailed(error) from error
         path = _record_failure(cfg, family, error)
-        print(f"FAILED ({type(error).__name__}: {error}); recorded in {path}; the sweep continues", flush=True)
+        logger.error("FAILED (%s: %s); recorded in %s; the sweep continues", type(error).__name__, error, path)
         _record_job("failed", error=f"{type(error).__name__}: {error}")
         return None
     finally:
@@ -426,6 +434,7 @@ def run_record(
         "peak_memory_bytes": outcome.peak_memory_bytes,
         "precision": outcome.precision,
         "resumed_from_step": outcome.resumed_from_step,
+        "train_steps_per_s": outcome.train_steps_per_s,
         "world_size": ctx.world_size,
         "environment": environment(ctx.device),
         "run_dir": Path(run_dir).relative_to(plain["results_dir"]).as_posix(),

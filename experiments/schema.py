@@ -15,15 +15,19 @@ import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from experiments.tracking import TRACKERS
+
 __all__ = [
     "ConfigError",
     "E2ERunConfig",
     "GlueRunConfig",
+    "LoggerConfig",
     "method_schemas",
     "validate_config",
 ]
@@ -253,6 +257,17 @@ def _check_limits(prefix: str, **limits: int | None) -> None:
         _at_least(f"{prefix}.{key}", value, 1, optional=True)
 
 
+def _check_cache_dir(value: str | None) -> None:
+    """The tokenization cache must be a folder (made if missing); a file there would fail only after loading."""
+    if value is not None and (not value.strip() or Path(value).expanduser().is_file()):
+        _fail(
+            "data.cache_dir",
+            value,
+            "a folder, created if missing, or null for the datasets cache (HF_DATASETS_CACHE)",
+            "point data.cache_dir at a folder, or drop the override",
+        )
+
+
 @dataclass
 class GlueDataConfig:
     dir: str | None = None
@@ -260,9 +275,11 @@ class GlueDataConfig:
     skip_malformed: bool = False
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         _check_limits("data", max_train_examples=self.max_train_examples, max_eval_examples=self.max_eval_examples)
+        _check_cache_dir(self.cache_dir)
 
 
 @dataclass
@@ -273,9 +290,11 @@ class E2EDataConfig:
     max_train_examples: int | None = None
     max_valid_examples: int | None = None
     max_eval_mrs: int | None = None
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         _choice("data.format", self.format, ("auto", "lora_txt", "csv"))
+        _check_cache_dir(self.cache_dir)
         _check_limits(
             "data",
             max_train_examples=self.max_train_examples,
@@ -303,6 +322,19 @@ class DecodeConfig:
         _at_least("decode.batch_size", self.batch_size, 1)
 
 
+@dataclass
+class LoggerConfig:
+    """Which tool receives the training curves (conf/logger/<name>.yaml); it does not shape results."""
+
+    name: str = "tensorboard"
+    project: str = "lora-harness"  # the MLflow experiment / W&B project
+    mode: str = "offline"  # W&B: offline (upload later with `wandb sync`) or online
+
+    def __post_init__(self) -> None:
+        _choice("logger.name", self.name, tuple(TRACKERS))
+        _choice("logger.mode", self.mode, ("offline", "online"))
+
+
 def _check_run(seed: int, device: str) -> None:
     _at_least("seed", seed, 0)
     if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
@@ -319,9 +351,10 @@ class GlueRunConfig:
     train: TrainConfig = MISSING
     preset: PresetConfig = field(default_factory=PresetConfig)
     data: GlueDataConfig = field(default_factory=GlueDataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
     device: str = "auto"
-    results_dir: str = "results"
+    results_dir: str = "runs"
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -339,9 +372,10 @@ class E2ERunConfig:
     preset: PresetConfig = field(default_factory=PresetConfig)
     data: E2EDataConfig = field(default_factory=E2EDataConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 110
     device: str = "auto"
-    results_dir: str = "results"
+    results_dir: str = "runs"
     overwrite: bool = False
 
     def __post_init__(self) -> None:

@@ -12,10 +12,11 @@ Reproducibility is built in rather than bolted on:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from experiments.checkpointing import Checkpointer, TrainState
 from experiments.distributed import DistContext
+from experiments.progress import RunProgress, Throughput
 from experiments.step_log import STEP_LOG_FILE, StepLog
+from experiments.tracking import Tracker, epoch_scalars, replay, step_scalars
 
 __all__ = [
     "FitOutcome",
@@ -38,6 +40,8 @@ __all__ = [
     "resolve_precision",
     "store_frozen_matmul_params",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,14 +73,14 @@ class TrainSettings:
     def compile_mode(self, device: torch.device) -> str | None:
         """The ``torch.compile`` mode for the training forward, or None for eager.
 
-        ``auto`` compiles (inductor's default mode) on a GPU, where eager PyTorch is bound by kernel
-        launches, and stays eager on a CPU; ``true``/``false`` force it; a string names the mode
-        (e.g. ``reduce-overhead`` for CUDA graphs when sequence lengths are fixed).
+        ``auto`` is eager on every device. The runners pad each batch to its own longest sequence and end
+        epochs on a short batch, so a compiled forward recompiles for new shapes: on an H200 a 156-step
+        MiniLM RTE run took 96 s compiled against 19 s eager (``results/bench/runner_compile_gpu.md``).
+        ``true`` (inductor's default mode) or a mode name (``reduce-overhead`` adds CUDA graphs) opt in,
+        for long runs where compilation amortises; ``false`` is eager.
         """
-        if self.compile in (False, "false", None):
+        if self.compile in (False, "false", None, "auto"):
             return None
-        if self.compile == "auto":
-            return "default" if device.type == "cuda" else None
         return "default" if self.compile in (True, "true") else str(self.compile)
 
 
@@ -91,6 +95,7 @@ class FitOutcome:
     tokens_seen: int
     resumed_from_step: int | None
     precision: str
+    train_steps_per_s: float | None  # this process's optimizer steps per second of training, evaluation excluded
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -197,8 +202,8 @@ def fit(
     fingerprint: str,
     param_groups: list[dict[str, Any]],
     item_count: Callable[[Any], int] = lambda item: 1,
-    log: Callable[[str], None] = print,
     on_evaluated: Callable[[nn.Module, list[dict[str, Any]]], None] | None = None,
+    open_tracker: Callable[[], Tracker] | None = None,
 ) -> FitOutcome:
     """Train ``model``'s trainable parameters and evaluate after each epoch, resuming if possible.
 
@@ -211,8 +216,10 @@ def fit(
         item_count: how many loss terms an item contributes (1 per example, or its target tokens).
         on_evaluated: called on rank 0 with the evaluated model and the history so far, its last entry
             the epoch just evaluated (e.g. to save the best epoch's weights).
+        open_tracker: opens (on rank 0, once a checkpoint if any is accepted) the tracker that mirrors each step
+            record and epoch entry; a resumed run first replays into it what it kept of both.
 
-    Every ``log_every_steps`` steps the batch loss, learning rate and gradient norm are appended to
+    Every ``log_every_steps`` steps the batch loss, learning rate, gradient norm and throughput are appended to
     ``run_dir/train_log.jsonl`` (the training curve; entries past a resumed checkpoint are dropped).
     """
     device = ctx.device
@@ -237,8 +244,16 @@ def fit(
     if checkpointer.exists():
         state = checkpointer.load(model, optimizer, scheduler, scaler)
         resumed_from = state.global_step
-        log(f"resuming from step {state.global_step}/{total_steps} ({checkpointer.path})")
+        logger.info("resuming from step %d of %d (%s)", state.global_step, total_steps, checkpointer.path)
     step_log = StepLog(run_dir / STEP_LOG_FILE, after_step=state.global_step) if ctx.is_main else None
+    logger.info(
+        "%d optimizer steps (%d per epoch), %d warmup; precision %s on %s",
+        total_steps,
+        steps_per_epoch,
+        warmup,
+        precision,
+        device,
+    )
     trainable = [p for p in model.parameters() if p.requires_grad]
     wrapped = (
         DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -266,107 +281,113 @@ def fit(
         flush_sums()
         if ctx.is_main:
             checkpointer.save(model, optimizer, scheduler, scaler, state)
+            logger.info("checkpoint saved at step %d", state.global_step)
         ctx.barrier()
 
     started = time.perf_counter() - state.elapsed_s
-    start_epoch = state.global_step // steps_per_epoch
-    for epoch in range(start_epoch, settings.epochs):
-        if state.global_step >= total_steps:
-            break
-        batches = epoch_batches(len(dataset), settings.batch_size, settings.seed, epoch)
-        first = state.global_step - epoch * steps_per_epoch
-        last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
-        model.train()
-        bar = tqdm(
-            range(first, last),
-            desc=f"epoch {epoch + 1}/{settings.epochs}",
-            disable=not ctx.is_main,
-            initial=first,
-            total=last,
-            dynamic_ncols=True,
-            leave=False,
-        )
-        position = first - 1
-        for position in bar:
-            global_batch = batches[position]
-            norm = sum(item_count(dataset[i]) for i in global_batch)
-            torch.manual_seed(settings.seed * 1_000_003 + state.global_step * 7919 + ctx.rank)
-            micro = micro_batches(global_batch, ctx, per_device)
-            step_loss = torch.zeros((), device=device)
-            for k, indices in enumerate(micro):
-                weight = 1.0 if indices else 0.0  # an empty shard still joins the gradient all-reduce
-                batch = {
-                    key: value.to(device, non_blocking=True)
-                    for key, value in collate([dataset[i] for i in indices or global_batch[:1]]).items()
+    process_started, evaluating_s, first_step = time.perf_counter(), 0.0, state.global_step
+    throughput = Throughput(state.tokens_seen)
+    tracker = open_tracker() if open_tracker is not None and step_log is not None else None
+    with (
+        RunProgress(total_steps, state.global_step, settings.epochs, enabled=ctx.is_main) as progress,
+        closing(tracker) if tracker is not None else nullcontext(),
+    ):
+        if tracker is not None and step_log is not None:
+            replay(tracker, step_log.kept, state.history)
+        for epoch in range(state.global_step // steps_per_epoch, settings.epochs):
+            if state.global_step >= total_steps:
+                break
+            batches = epoch_batches(len(dataset), settings.batch_size, settings.seed, epoch)
+            first = state.global_step - epoch * steps_per_epoch
+            last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+            model.train()
+            position = first - 1
+            for position in range(first, last):
+                global_batch = batches[position]
+                norm = sum(item_count(dataset[i]) for i in global_batch)
+                torch.manual_seed(settings.seed * 1_000_003 + state.global_step * 7919 + ctx.rank)
+                micro = micro_batches(global_batch, ctx, per_device)
+                step_loss = torch.zeros((), device=device)
+                for k, indices in enumerate(micro):
+                    weight = 1.0 if indices else 0.0  # an empty shard still joins the gradient all-reduce
+                    batch = {
+                        key: value.to(device, non_blocking=True)
+                        for key, value in collate([dataset[i] for i in indices or global_batch[:1]]).items()
+                    }
+                    sync = k == len(micro) - 1 or not ctx.enabled
+                    with nullcontext() if sync else wrapped.no_sync(), autocast():
+                        loss = loss_sum(wrapped, batch) * (weight * ctx.world_size / norm)
+                    scaler.scale(loss).backward()
+                    step_loss += loss.detach()
+                    if "attention_mask" in batch and weight:
+                        tokens += batch["attention_mask"].sum()
+                grad_norm = None
+                if settings.max_grad_norm:
+                    scaler.unscale_(optimizer)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                lr = scheduler.get_last_lr()[0]
+                scheduler.step()
+                state.global_step += 1
+                # step_loss is this rank's share of the batch mean, scaled by world_size for DDP's averaging.
+                epoch_loss += step_loss.double() * (norm / ctx.world_size)
+                state.epoch_loss_count += norm
+                throughput.count(len(global_batch))
+                progress.advance(step_loss, lr, epoch + 1)
+                if state.global_step % settings.log_every_steps == 0 or position == last - 1:
+                    # The per-step host syncs: every log_every_steps steps, on every rank (all-reduces).
+                    batch_loss = ctx.all_reduce_sum(float(step_loss)) / ctx.world_size
+                    if not math.isfinite(batch_loss):
+                        raise FloatingPointError(
+                            f"the training loss is {batch_loss} at step {state.global_step} (checked every "
+                            f"train.log_every_steps={settings.log_every_steps} steps); the run stops without a "
+                            "result. Check the data for non-finite values, or lower train.lr"
+                        )
+                    rates = throughput.rates(state.tokens_seen + int(ctx.all_reduce_sum(float(tokens))))
+                    if step_log is not None:
+                        record = step_log.write(state.global_step, epoch + 1, batch_loss, lr, grad_norm, **rates)
+                        if tracker is not None:
+                            tracker.log(state.global_step, step_scalars(record))
+                end_of_epoch = position == steps_per_epoch - 1 or state.global_step == total_steps
+                if (
+                    settings.checkpoint_every_steps
+                    and state.global_step % settings.checkpoint_every_steps == 0
+                    and not end_of_epoch
+                ):
+                    state.elapsed_s = time.perf_counter() - started
+                    save()
+            completed_epoch = position == steps_per_epoch - 1
+            final = state.global_step >= total_steps
+            flush_sums()
+            if completed_epoch or final:
+                entry: dict[str, Any] = {
+                    "epoch": epoch + 1,
+                    "step": state.global_step,
+                    "train_loss": state.epoch_loss_sum / max(state.epoch_loss_count, 1),
                 }
-                sync = k == len(micro) - 1 or not ctx.enabled
-                with nullcontext() if sync else wrapped.no_sync(), autocast():
-                    loss = loss_sum(wrapped, batch) * (weight * ctx.world_size / norm)
-                scaler.scale(loss).backward()
-                step_loss += loss.detach()
-                if "attention_mask" in batch and weight:
-                    tokens += batch["attention_mask"].sum()
-            grad_norm = None
-            if settings.max_grad_norm:
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            lr = scheduler.get_last_lr()[0]
-            scheduler.step()
-            state.global_step += 1
-            # step_loss is this rank's share of the batch mean, scaled by world_size for DDP's averaging.
-            epoch_loss += step_loss.double() * (norm / ctx.world_size)
-            state.epoch_loss_count += norm
-            if state.global_step % settings.log_every_steps == 0 or position == last - 1:
-                # The only per-step host sync: every log_every_steps steps, on every rank (all-reduce).
-                batch_loss = ctx.all_reduce_sum(float(step_loss)) / ctx.world_size
-                if not math.isfinite(batch_loss):
-                    raise FloatingPointError(
-                        f"the training loss is {batch_loss} at step {state.global_step} (checked every "
-                        f"train.log_every_steps={settings.log_every_steps} steps); the run stops without a "
-                        "result. Check the data for non-finite values, or lower train.lr"
+                if ctx.is_main:
+                    evaluation_started = time.perf_counter()
+                    model.eval()
+                    with torch.no_grad(), autocast():
+                        entry.update(evaluate(model, epoch + 1))
+                    if on_evaluated is not None:
+                        on_evaluated(model, [*state.history, entry])
+                    model.train()
+                    evaluating_s += time.perf_counter() - evaluation_started
+                    logger.info(
+                        "epoch %d/%d, step %d: %s", epoch + 1, settings.epochs, state.global_step, _metrics_text(entry)
                     )
-                if step_log is not None:
-                    step_log.write(state.global_step, epoch + 1, batch_loss, lr, grad_norm)
-                    bar.set_postfix(loss=f"{batch_loss:.4f}", lr=f"{lr:.2e}")
-            end_of_epoch = position == steps_per_epoch - 1 or state.global_step == total_steps
-            if (
-                settings.checkpoint_every_steps
-                and state.global_step % settings.checkpoint_every_steps == 0
-                and not end_of_epoch
-            ):
-                state.elapsed_s = time.perf_counter() - started
-                save()
-        bar.close()
-        completed_epoch = position == steps_per_epoch - 1
-        final = state.global_step >= total_steps
-        flush_sums()
-        if completed_epoch or final:
-            entry: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "step": state.global_step,
-                "train_loss": state.epoch_loss_sum / max(state.epoch_loss_count, 1),
-            }
-            if ctx.is_main:
-                model.eval()
-                with torch.no_grad(), autocast():
-                    entry.update(evaluate(model, epoch + 1))
-                if on_evaluated is not None:
-                    on_evaluated(model, [*state.history, entry])
-                model.train()
-                log(
-                    " ".join(
-                        f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in entry.items()
-                        if not isinstance(v, dict | list)
-                    )
-                )
-            state.history.append(entry)
-        state.epoch_loss_sum = state.epoch_loss_count = 0.0
-        state.elapsed_s = time.perf_counter() - started
-        save()
+                    if tracker is not None:
+                        tracker.log(state.global_step, epoch_scalars(entry))
+                state.history.append(entry)
+            state.epoch_loss_sum = state.epoch_loss_count = 0.0
+            state.elapsed_s = time.perf_counter() - started
+            save()
+            throughput.restart(state.tokens_seen)  # the next rates leave out this epoch's evaluation
+    training_s = time.perf_counter() - process_started - evaluating_s
+    steps = state.global_step - first_step
     return FitOutcome(
         history=state.history,
         global_step=state.global_step,
@@ -375,4 +396,14 @@ def fit(
         tokens_seen=state.tokens_seen,
         resumed_from_step=resumed_from,
         precision=precision,
+        train_steps_per_s=steps / training_s if steps and training_s > 0 else None,
+    )
+
+
+def _metrics_text(entry: dict[str, Any]) -> str:
+    """An epoch's losses and metrics on one line (its epoch and step, and nested results, left out)."""
+    return " ".join(
+        f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in entry.items()
+        if key not in ("epoch", "step") and not isinstance(value, dict | list)
     )

@@ -1,6 +1,7 @@
 """The report's figures (PNG, matplotlib's Agg canvas; no pyplot, so no global state): score vs rank, score vs
-trainable parameters, and the target-matrix comparison. One panel per (model, task); every point is the median
-over seeds with a bar from the min to the max seed."""
+trainable parameters, and the target-matrix comparison, with one panel per (model, task) and every point the
+median over seeds with a bar from the min to the max seed; and per configuration its training curves, one line
+per seed."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from experiments.methods import display
 from experiments.paper_numbers import TABLE5_BUDGETS, TABLE18
+from experiments.reporting.curves import CurveSet
 from experiments.reporting.tables import TASK_NAMES, paper_model, rank_series, target_budget
 
-__all__ = ["plot_params", "plot_rank", "plot_targets"]
+__all__ = ["plot_params", "plot_rank", "plot_targets", "plot_training_curves"]
 
 _METRIC_NAMES = {
     "accuracy": "accuracy",
@@ -216,3 +218,36 @@ def _tick(budget: tuple[Sequence[str], int]) -> str:
     names = list(budget[0])
     lines = ["+".join(names[i : i + 2]) for i in range(0, len(names), 2)]
     return "+\n".join(lines) + f"\nr={budget[1]}"
+
+
+def _curve_metric_label(curves: CurveSet) -> str:
+    if curves.metric == "valid_loss":
+        return "validation loss per token"
+    name = _METRIC_NAMES.get(curves.metric, curves.metric)
+    return f"dev {name}" + (f" ×{curves.scale:g}" if curves.scale != 1 else "")
+
+
+def plot_training_curves(curves: CurveSet, path: Path) -> Path:
+    """Training loss as logged (left) and the per-epoch evaluation metric (right) against the optimizer step,
+    one colour per seed, so a diverging seed or an overfitting epoch shows at a glance."""
+    figure, (loss_axis, metric_axis) = _panels(2, height=3.2)
+    for index, seed in enumerate(curves.seeds):
+        colour = f"C{index % 10}"
+        if seed.loss:
+            steps, values = zip(*seed.loss, strict=True)
+            loss_axis.plot(steps, values, color=colour, linewidth=1, label=f"seed {seed.seed}")
+        if seed.metric:
+            steps, values = zip(*seed.metric, strict=True)
+            scaled = [value * curves.scale for value in values]
+            metric_axis.plot(steps, scaled, color=colour, marker="o", label=f"seed {seed.seed}")
+    loss_axis.set_ylabel("training loss (logged batches)")
+    metric_axis.set_ylabel(_curve_metric_label(curves))
+    for axis, title in ((loss_axis, "training loss"), (metric_axis, "after each epoch")):
+        axis.set_xlabel("optimizer step")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        if axis.lines:
+            axis.legend(fontsize="x-small", loc="best")
+    _suptitle(figure, f"{_title(curves.model, curves.task)}: {curves.label}")
+    return _save(figure, path)

@@ -67,6 +67,7 @@ COLUMNS = [
 
 # Config keys that say where or how fast a run went, or that the report keys on separately.
 _HANDLED = {"seed", "results_dir", "overwrite", "device", "hydra", "task", "model", "method", "preset", "train"}
+_HANDLED |= {"logger"}  # which tool mirrored the training curves
 _RECIPE_TRAIN_KEYS = {"lr": "lr", "batch_size": "batch_size", "epochs": "epochs", "max_seq_length": "max_seq_length"}
 _SPEED_ONLY = {
     "train.compile",

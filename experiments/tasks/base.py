@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
+from experiments.fingerprints import tokenizer_fingerprint
 from experiments.methods import Method
+from experiments.models import load_tokenizer
+from experiments.tokenized import TokenCache, cache_folder
 from experiments.training import FitOutcome, TrainSettings
 
 __all__ = ["TaskFamily"]
@@ -38,8 +42,23 @@ class TaskFamily:
         """The content fingerprint of the data files a run will read (None for the hub), without parsing."""
         raise NotImplementedError
 
+    @cached_property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer, loaded once: the runner fingerprints it before :meth:`load` encodes with it."""
+        model = self.cfg["model"]
+        return load_tokenizer(model["name_or_path"], model.get("gguf_file"))
+
+    @cached_property
+    def tokenizer_fingerprint(self) -> str:
+        """What the run records of its tokenizer, so a run resumed with another one is refused."""
+        return tokenizer_fingerprint(self.tokenizer)
+
+    def token_cache(self, data_fingerprint: str) -> TokenCache:
+        """Where the encoded splits of data with ``data_fingerprint`` are kept (``data.cache_dir``)."""
+        return TokenCache(cache_folder(self.cfg["data"].get("cache_dir")), data_fingerprint, self.tokenizer_fingerprint)
+
     def load(self, device: torch.device) -> None:
-        """Read the tokenizer and the data; encode the training items."""
+        """Read the data and encode its splits (each once: later runs read the cached encoding)."""
         raise NotImplementedError
 
     def build_model(self) -> nn.Module:

@@ -2,29 +2,45 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
+from datasets import Dataset
 
-from experiments.e2e_data import E2EPair, e2e_data_fingerprint, load_e2e
+from experiments.e2e_data import e2e_data_fingerprint, load_e2e
 from experiments.e2e_metrics.formats import group_references_by_mr, write_hypotheses, write_references
 from experiments.lm import encode_prompt_target, generate, lm_collate, lm_loss_sum, target_tokens
 from experiments.methods import Method
-from experiments.models import load_causal_lm, load_tokenizer
+from experiments.models import load_causal_lm
 from experiments.recipes import e2e_recipe
 from experiments.tasks.base import TaskFamily
+from experiments.tokenized import TokenCache, encode
 from experiments.training import FitOutcome
 
-__all__ = ["E2EFamily"]
+__all__ = ["E2EFamily", "encode_pairs"]
+
+logger = logging.getLogger(__name__)
 
 
-def _encode(pairs: Sequence[E2EPair], tokenizer: Any, separator: str, max_length: int) -> list[dict]:
-    return [encode_prompt_target(tokenizer, f"{p.mr}{separator}", f" {p.text}", max_length) for p in pairs]
+def _encode_pair(pair: Mapping[str, str], tokenizer: Any, separator: str, max_length: int) -> dict[str, list[int]]:
+    """One (MR, text) row as ``<MR><separator>`` prompt and `` <text>`` target (a map function)."""
+    return encode_prompt_target(tokenizer, f"{pair['mr']}{separator}", f" {pair['text']}", max_length)
+
+
+def encode_pairs(
+    pairs: Dataset, tokenizer: Any, separator: str, max_length: int, split: str, cache: TokenCache | None = None
+) -> list[dict]:
+    """Encode a split of (MR, text) rows into training items; with ``cache``, once per input."""
+    options = {"separator": separator, "max_length": max_length}
+    return encode(
+        pairs, _encode_pair, options, tokenizer, batched=False, split=split, cache=cache, code=[encode_prompt_target]
+    )
 
 
 class E2EFamily(TaskFamily):
@@ -37,17 +53,21 @@ class E2EFamily(TaskFamily):
         return e2e_data_fingerprint(self.cfg["task"], self.cfg["data"])
 
     def load(self, device: torch.device) -> None:
-        cfg, model_cfg = self.cfg, self.cfg["model"]
+        cfg = self.cfg
         self.device = device
-        self.tokenizer = load_tokenizer(model_cfg["name_or_path"], model_cfg.get("gguf_file"))
         self.data = load_e2e(cfg["task"], cfg["data"])
         separator, max_len = cfg["task"]["prompt_separator"], cfg["train"]["max_seq_length"]
-        self.train_items = _encode(self.data.train, self.tokenizer, separator, max_len)
-        self.valid_items = _encode(self.data.valid, self.tokenizer, separator, max_len)
+        cache = self.token_cache(self.data.fingerprint)
+        self.train_items = encode_pairs(self.data.train, self.tokenizer, separator, max_len, "train", cache)
+        self.valid_items = encode_pairs(self.data.valid, self.tokenizer, separator, max_len, "valid", cache)
         pad_id = self.tokenizer.pad_token_id
         self._collate = lm_collate(pad_id if pad_id is not None else self.tokenizer.eos_token_id)
         self._train_loss = lm_loss_sum(cfg["train"]["label_smoothing"])
         self._valid_loss = lm_loss_sum(0.0)
+        logger.info(
+            "e2e: %s training pairs, %s validation pairs, %s test pairs",
+            *(f"{len(split):,}" for split in (self.train_items, self.valid_items, self.data.test)),
+        )
 
     def build_model(self) -> nn.Module:
         model_cfg = self.cfg["model"]
@@ -82,10 +102,12 @@ class E2EFamily(TaskFamily):
         from experiments.e2e_metrics import JavaNotFoundError, JavaToolNotFoundError, score_e2e
 
         cfg, decode = self.cfg, self.cfg["decode"]
-        mrs, references = group_references_by_mr([(p.mr, p.text) for p in self.data.test])
+        test = self.data.test
+        mrs, references = group_references_by_mr(list(zip(test["mr"], test["text"], strict=True)))
         limit = cfg["data"].get("max_eval_mrs")
         if limit:
             mrs, references = mrs[:limit], references[:limit]
+        logger.info("decoding %d test MRs (%d beams), then scoring", len(mrs), decode["num_beams"])
         started = time.perf_counter()
         model.eval()
         bf16 = outcome.precision == "bf16"
@@ -110,7 +132,9 @@ class E2EFamily(TaskFamily):
             scores: dict[str, float] | None = score_e2e(hypotheses, references)
         except (JavaNotFoundError, JavaToolNotFoundError) as error:  # e.g. a GPU machine without a JRE
             scores = None
-            print(f"scoring pending ({error}); score later with python -m experiments.e2e_eval --run {run_dir}")
+            logger.warning(
+                "scoring pending (%s); score later with python -m experiments.e2e_eval --run %s", error, run_dir
+            )
         main = self.main_metric
         return {
             "main_metric": main,

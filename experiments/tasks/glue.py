@@ -2,35 +2,57 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from datasets import Dataset
 from tqdm.auto import tqdm
 
-from experiments.glue_data import Example, glue_data_fingerprint, load_glue
+from experiments.glue_data import glue_data_fingerprint, load_glue
 from experiments.glue_tasks import task_from_config
 from experiments.methods import Method
 from experiments.metrics import compute_metrics
-from experiments.models import load_sequence_classifier, load_tokenizer
+from experiments.models import load_sequence_classifier
 from experiments.recipes import glue_recipe
 from experiments.runner import summarize_history
 from experiments.tasks.base import TaskFamily
+from experiments.tokenized import TokenCache, encode
 from experiments.training import FitOutcome
 
 __all__ = ["GlueFamily", "classification_loss_sum", "make_collate", "predict", "tokenize"]
 
+logger = logging.getLogger(__name__)
 
-def tokenize(examples: Sequence[Example], tokenizer: Any, max_length: int, regression: bool) -> list[dict]:
-    """Encode single sentences or pairs, truncated to ``max_length`` tokens."""
-    columns = list(zip(*(example.texts for example in examples), strict=True))
-    encoded = tokenizer(*columns, truncation=True, max_length=max_length)
-    labels = [float(e.label) if regression else int(e.label) for e in examples]
-    keys = list(encoded.keys())
-    return [{**{k: encoded[k][i] for k in keys}, "labels": labels[i]} for i in range(len(examples))]
+
+def _encode_batch(
+    batch: Mapping[str, list[Any]], tokenizer: Any, text_columns: list[str], max_length: int, regression: bool
+) -> dict[str, list[Any]]:
+    """A batch of single sentences or pairs, truncated to ``max_length`` tokens, with its labels (a map function)."""
+    encoded = tokenizer(*(batch[column] for column in text_columns), truncation=True, max_length=max_length)
+    labels = [float(label) if regression else int(label) for label in batch["label"]]
+    return {**encoded, "labels": labels}
+
+
+def tokenize(
+    examples: Dataset,
+    tokenizer: Any,
+    max_length: int,
+    regression: bool,
+    split: str = "train",
+    cache: TokenCache | None = None,
+) -> list[dict]:
+    """Encode a split (text columns, then ``label``) into training items; with ``cache``, once per input."""
+    options = {
+        "text_columns": [column for column in examples.column_names if column != "label"],
+        "max_length": max_length,
+        "regression": regression,
+    }
+    return encode(examples, _encode_batch, options, tokenizer, batched=True, split=split, cache=cache)
 
 
 def make_collate(tokenizer: Any, regression: bool):
@@ -88,7 +110,6 @@ class GlueFamily(TaskFamily):
     def load(self, device: torch.device) -> None:
         cfg, data_cfg, task = self.cfg, self.cfg["data"], self.task
         self.device = device
-        self.tokenizer = load_tokenizer(cfg["model"]["name_or_path"])
         self.data = load_glue(
             task,
             data_cfg["dir"],
@@ -97,13 +118,19 @@ class GlueFamily(TaskFamily):
             data_cfg["max_train_examples"],
             data_cfg["max_eval_examples"],
         )
-        max_len = cfg["train"]["max_seq_length"]
-        self.train_items = tokenize(self.data.train, self.tokenizer, max_len, task.is_regression)
-        self.eval_items = {
-            split: tokenize(examples, self.tokenizer, max_len, task.is_regression)
-            for split, examples in self.data.evals.items()
+        max_len, cache = cfg["train"]["max_seq_length"], self.token_cache(self.data.fingerprint)
+        splits = {"train": self.data.train, **self.data.evals}
+        items = {
+            split: tokenize(examples, self.tokenizer, max_len, task.is_regression, split, cache)
+            for split, examples in splits.items()
         }
+        self.train_items = items.pop("train")
+        self.eval_items = items
         self._collate = make_collate(self.tokenizer, task.is_regression)
+        evaluations = ", ".join(f"{split} {len(items):,}" for split, items in self.eval_items.items())
+        logger.info(
+            "%s: %s training examples; evaluation examples: %s", self.name, f"{len(self.train_items):,}", evaluations
+        )
 
     def build_model(self) -> nn.Module:
         model_cfg = self.cfg["model"]

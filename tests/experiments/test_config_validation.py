@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 # A model folder that does not exist: any attempt to load it would fail differently, so a ConfigError proves
 # the refusal came first.
 NOWHERE = ["model.name_or_path=/nonexistent/model", "data.dir=/nonexistent/data"]
+CACHE_IN_A_FILE = f"data.cache_dir={REPO / 'pyproject.toml'}"
 
 GLUE_CASES = [
     ("train.max_grad_norm=-1", r"train\.max_grad_norm=-1\.0 is not allowed \(allowed: a number > 0, or null"),
@@ -44,6 +45,7 @@ GLUE_CASES = [
     ("device=gpu", r"device='gpu' is not allowed \(allowed: auto, cpu, cuda or cuda:<index>\)"),
     ("seed=-1", r"seed=-1 is not allowed"),
     ("model.dtype=fp16", r"model\.dtype='fp16' is not allowed \(allowed: one of float32, bfloat16, float16\)"),
+    (CACHE_IN_A_FILE, r"data\.cache_dir='.*pyproject\.toml' is not allowed \(allowed: a folder, created if missing"),
 ]
 
 
@@ -63,6 +65,7 @@ def test_bad_glue_values_are_refused_before_anything_loads(tmp_path: Path, overr
         ("train.label_smoothing=1", r"train\.label_smoothing=1\.0 is not allowed"),
         ("data.format=tsv", r"data\.format='tsv' is not allowed"),
         ("data.max_eval_mrs=0", r"data\.max_eval_mrs=0 is not allowed"),
+        (CACHE_IN_A_FILE, r"data\.cache_dir='.*pyproject\.toml' is not allowed"),
     ],
 )
 def test_bad_e2e_values_are_refused_before_anything_loads(tmp_path: Path, override: str, message: str) -> None:

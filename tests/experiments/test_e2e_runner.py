@@ -78,7 +78,7 @@ def test_challenge_csv_format_is_read(tmp_path: Path) -> None:
         (tmp_path / name).write_text('mr,ref\n"name[Alpha], eatType[pub]","Alpha is a pub."\n', encoding="utf-8")
     task = compose_config("e2e").task
     data = load_e2e(task, {"dir": str(tmp_path), "format": "auto"})
-    assert data.source.startswith("csv:") and data.test[0].mr == "name[Alpha], eatType[pub]"
+    assert data.source.startswith("csv:") and data.test[0]["mr"] == "name[Alpha], eatType[pub]"
 
 
 def test_bad_data_is_reported(tmp_path: Path) -> None:

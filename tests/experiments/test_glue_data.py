@@ -26,9 +26,9 @@ def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 def test_cola_headerless_file_without_final_newline(tmp_path: Path) -> None:
     path = _write(tmp_path / "dev.tsv", "gj04\t1\t\tThe sailors rode the breeze.\ngj04\t0\t*\tHe the ball kick.")
     examples, skipped = read_tsv_split(_task("cola"), path)
-    assert [(e.texts, e.label) for e in examples] == [
-        (("The sailors rode the breeze.",), 1),
-        (("He the ball kick.",), 0),
+    assert examples.to_list() == [
+        {"sentence": "The sailors rode the breeze.", "label": 1},
+        {"sentence": "He the ball kick.", "label": 0},
     ]
     assert skipped == 0
 
@@ -36,15 +36,15 @@ def test_cola_headerless_file_without_final_newline(tmp_path: Path) -> None:
 def test_mrpc_with_byte_order_mark_and_unbalanced_quotes(tmp_path: Path) -> None:
     text = 'Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tHe said " yes .\tHe agreed .\n'
     examples, _ = read_tsv_split(_task("mrpc"), _write(tmp_path / "train.tsv", text, "utf-8-sig"))
-    assert examples[0].texts == ('He said " yes .', "He agreed .") and examples[0].label == 1
+    assert examples[0] == {"sentence1": 'He said " yes .', "sentence2": "He agreed .", "label": 1}
 
 
 def test_stsb_scores_and_rte_string_labels(tmp_path: Path) -> None:
     header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
     stsb = _write(tmp_path / "s.tsv", header + "0\tg\tf\t2012\t1\tn\tn\tA man.\tA person.\t3.800\n")
-    assert read_tsv_split(_task("stsb"), stsb)[0][0].label == pytest.approx(3.8)
+    assert read_tsv_split(_task("stsb"), stsb)[0][0]["label"] == 3.8
     rte = _write(tmp_path / "r.tsv", "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tnot_entailment\n")
-    assert read_tsv_split(_task("rte"), rte)[0][0].label == 1
+    assert read_tsv_split(_task("rte"), rte)[0][0]["label"] == 1
 
 
 def test_mnli_uses_gold_label_and_both_dev_sets(tmp_path: Path) -> None:
@@ -54,7 +54,7 @@ def test_mnli_uses_gold_label_and_both_dev_sets(tmp_path: Path) -> None:
         _write(tmp_path / "MNLI" / f"{stem}.tsv", header + row)
     data = load_glue(_task("mnli"), tmp_path)
     assert list(data.evals) == ["dev_matched", "dev_mismatched"]
-    assert data.train[0].label == 1  # neutral in HF's order (entailment, neutral, contradiction)
+    assert data.train[0]["label"] == 1  # neutral in HF's order (entailment, neutral, contradiction)
 
 
 def test_malformed_row_names_file_line_and_fix(tmp_path: Path) -> None:
@@ -176,7 +176,7 @@ def test_hub_fingerprint_is_the_datasets_fingerprint(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(glue_data, "require_hub", lambda what: None)
     monkeypatch.setattr(datasets, "load_dataset", lambda *args: fake_hub([1, 0]))
     first = load_glue(_task("sst2"), None)
-    assert first.source == "hub:nyu-mll/glue/sst2" and first.train[0].label == 1
+    assert first.source == "hub:nyu-mll/glue/sst2" and first.train[0]["label"] == 1
     monkeypatch.setattr(datasets, "load_dataset", lambda *args: fake_hub([0, 0]))
     assert load_glue(_task("sst2"), None).fingerprint != first.fingerprint
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -109,10 +110,11 @@ def test_regression_task_reports_pearson_and_spearman(assets, tmp_path: Path) ->
     assert {"dev/pearson", "dev/spearman", "pearson"} <= set(best)
 
 
-def test_finished_run_is_not_repeated(assets, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_finished_run_is_not_repeated(assets, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     first = _run(assets, tmp_path, "method=bitfit")
-    again = _run(assets, tmp_path, "method=bitfit")
-    assert again["metrics"] == first["metrics"] and "already complete" in capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="experiments.run"):
+        again = _run(assets, tmp_path, "method=bitfit")
+    assert again["metrics"] == first["metrics"] and "already complete" in caplog.text
 
 
 def _cli(*args: str, **kwargs) -> subprocess.Popen:

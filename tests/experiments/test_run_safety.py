@@ -19,10 +19,11 @@ import torch.nn as nn
 from experiments.atomic import atomic_write
 from experiments.checkpointing import Checkpointer, CheckpointError, TrainState
 from experiments.config import compose_config
-from experiments.fingerprints import model_fingerprint
+from experiments.fingerprints import model_fingerprint, tokenizer_fingerprint
 from experiments.glue import run_glue
 from experiments.glue_data import glue_data_fingerprint
 from experiments.glue_tasks import task_from_config
+from experiments.models import load_tokenizer
 from experiments.results import portable_config, portable_path
 from experiments.run_lock import RunDirBusyError
 from experiments.runner import INPUTS_FILE, plain_config, prepare_run_dir, release_run_dir, run_directory, run_hydra_job
@@ -68,6 +69,7 @@ def _earlier_run_dir(assets, results: Path) -> Path:
     task = task_from_config(compose_config("glue", _overrides(assets, results)).task)
     inputs = {
         "data": glue_data_fingerprint(task, str(assets["data"])),
+        "tokenizer": tokenizer_fingerprint(load_tokenizer(str(assets["model"]))),
         "model": model_fingerprint(str(assets["model"])),
         "init_adapter": None,
     }

@@ -53,11 +53,12 @@ def test_frozen_weights_in_bf16_give_bit_identical_autocast_outputs_and_gradient
     assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
 
 
-def test_compile_mode_defaults_to_compiling_on_gpu_only() -> None:
+def test_compile_mode_auto_is_eager_and_compiling_is_opt_in() -> None:
     from experiments.training import TrainSettings
 
     auto = TrainSettings(lr=1.0, epochs=1, batch_size=1)
-    assert auto.compile_mode(torch.device("cuda")) == "default" and auto.compile_mode(torch.device("cpu")) is None
+    assert auto.compile_mode(torch.device("cuda")) is None and auto.compile_mode(torch.device("cpu")) is None
+    assert TrainSettings(lr=1.0, epochs=1, batch_size=1, compile=True).compile_mode(torch.device("cuda")) == "default"
     assert TrainSettings(lr=1.0, epochs=1, batch_size=1, compile=False).compile_mode(torch.device("cuda")) is None
     forced = TrainSettings(lr=1.0, epochs=1, batch_size=1, compile="reduce-overhead")
     assert forced.compile_mode(torch.device("cpu")) == "reduce-overhead"
@@ -91,7 +92,6 @@ def test_compiled_training_follows_the_eager_trajectory(tmp_path) -> None:
             DistContext(0, 1, 0, torch.device("cpu")),
             fingerprint="t",
             param_groups=[{"params": [p for p in model.parameters() if p.requires_grad], "lr": 1e-2}],
-            log=lambda _: None,
         )
         return outcome.history, model[0].lora_B.detach().clone()
 

@@ -1,0 +1,114 @@
+"""Training curves for the report: per configuration, each seed's logged training loss (``train_log.jsonl``) and
+its per-epoch evaluation metric (the history in ``result.json``), both against the optimizer step.
+
+Runs that logged neither (older runs, hand-made result files) are skipped, and so is a configuration none of
+whose seeds logged anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from experiments.reporting.aggregate import GROUP_KEYS
+from experiments.reporting.runs import GLUE_SCALE
+from experiments.step_log import STEP_LOG_FILE, read_step_log
+
+__all__ = ["CurveSet", "SeedCurve", "training_curves"]
+
+# The per-epoch value a family's curve shows when its main metric is only measured at the end (E2E's BLEU).
+_EPOCH_FALLBACK = "valid_loss"
+
+
+@dataclass(frozen=True)
+class SeedCurve:
+    """One run's curves: logged (step, training loss) points and per-epoch (step, metric) points."""
+
+    seed: int
+    loss: tuple[tuple[int, float], ...]
+    metric: tuple[tuple[int, float], ...]
+
+
+@dataclass(frozen=True)
+class CurveSet:
+    """The curves of one configuration (same task, settings and starting point), one per seed that logged."""
+
+    family: str
+    model: str
+    task: str
+    label: str  # the configuration as the report's tables name it
+    metric: str  # the per-epoch key plotted
+    scale: float  # display units: GLUE metrics x100, as the tables
+    seeds: tuple[SeedCurve, ...]
+    key: str  # a short stable id, for the figure's file name
+
+
+def _epoch_metric(history: Sequence[Mapping[str, Any]], main_metric: str | None) -> str | None:
+    for key in (main_metric, _EPOCH_FALLBACK):
+        if key and any(isinstance(entry.get(key), int | float) for entry in history):
+            return key
+    return None
+
+
+def _run_logs(result_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A run's step records and per-epoch history; empty where it has none or they cannot be read."""
+    try:
+        records = read_step_log(result_path.parent / STEP_LOG_FILE)
+    except ValueError:  # a line torn by a kill
+        records = []
+    try:
+        history = json.loads(result_path.read_text(encoding="utf-8"))["metrics"]["per_epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        history = []
+    return records, history if isinstance(history, list) else []
+
+
+def _seed_curve(
+    seed: int, records: Sequence[Mapping[str, Any]], history: Sequence[Mapping[str, Any]], metric: str | None
+) -> SeedCurve | None:
+    """A run's curves, or None when it logged neither steps nor the per-epoch metric."""
+    last_step_of_epoch: dict[int, int] = {}
+    for record in records:  # an entry without its step (older results) sits at its epoch's last logged step
+        last_step_of_epoch[record["epoch"]] = max(record["step"], last_step_of_epoch.get(record["epoch"], 0))
+    loss = tuple((record["step"], record["loss"]) for record in records)
+    points = []
+    for entry in history:
+        step = entry.get("step") or last_step_of_epoch.get(entry.get("epoch"))
+        if metric and step and isinstance(entry.get(metric), int | float):
+            points.append((step, entry[metric]))
+    return SeedCurve(seed, loss, tuple(points)) if loss or points else None
+
+
+def training_curves(runs: pd.DataFrame) -> list[CurveSet]:
+    """The curves of every completed configuration that has some, grouped as the report groups runs."""
+    completed = runs[(runs["status"] == "completed") & runs["variant_key"].notna()] if len(runs) else runs
+    sets = []
+    for (family, model, task, variant_key, init_from), group in completed.groupby(GROUP_KEYS, sort=True):
+        logs = [(int(seed), *_run_logs(Path(path))) for path, seed in zip(group["path"], group["seed"], strict=True)]
+        main = group["main_metric"].dropna()
+        metric = _epoch_metric(
+            [entry for *_, history in logs for entry in history], main.iloc[0] if len(main) else None
+        )
+        seeds = [curve for log in logs if (curve := _seed_curve(*log, metric)) is not None]
+        if not seeds:
+            continue
+        digest = hashlib.sha256(f"{variant_key}|{init_from}".encode()).hexdigest()[:8]
+        sets.append(
+            CurveSet(
+                family=family,
+                model=model,
+                task=task,
+                label=group["variant"].iloc[0] + ("" if init_from == "pretrained" else f"; from {init_from}"),
+                metric=metric or "",
+                scale=GLUE_SCALE if family == "glue" and metric != _EPOCH_FALLBACK else 1.0,
+                seeds=tuple(sorted(seeds, key=lambda curve: curve.seed)),
+                key=f"{model}_{task}_{digest}",
+            )
+        )
+    return sets
