@@ -197,17 +197,20 @@ def test_cli_unknown_group_option_exits_nonzero_with_choices(assets, tmp_path: P
 def test_cli_run_directory_is_hydras_job_folder_and_overwrite_keeps_this_jobs_files(assets, tmp_path: Path) -> None:
     """Hydra's .hydra/ and glue.log land in the run directory; overwrite=true clears the old run, not them."""
     first = _cli(*_overrides(assets, tmp_path, "train.epochs=1"))
-    assert first.wait(timeout=300) == 0, first.stdout.read()
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output
     (result_path,) = tmp_path.rglob("result.json")
     run_dir = result_path.parent
     (run_dir / "stale.txt").write_text("from the discarded run")
     again = _cli(*_overrides(assets, tmp_path, "train.epochs=1", "overwrite=true"))
-    assert again.wait(timeout=300) == 0, again.stdout.read()
+    output, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, output
     assert sorted(p.name for p in run_dir.iterdir()) == [
         ".hydra",
         "adapter",
         "glue.log",
         "inputs.json",
+        "logs",
         "result.json",
         "train_log.jsonl",
     ]
