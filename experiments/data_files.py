@@ -10,6 +10,8 @@ from pathlib import Path
 
 from datasets import Dataset
 
+from experiments.fingerprints import sha256_file
+
 __all__ = [
     "MAX_LINE_BYTES",
     "DataError",
@@ -95,8 +97,4 @@ def data_fingerprint(split_digests: Mapping[str, str], options: Mapping[str, obj
 
 def files_fingerprint(files: Mapping[str, Path], options: Mapping[str, object]) -> str:
     """:func:`data_fingerprint` of files by the sha256 of their bytes: hashing only, no parsing."""
-    digests = {}
-    for split, path in files.items():
-        with path.open("rb") as handle:
-            digests[split] = hashlib.file_digest(handle, "sha256").hexdigest()
-    return data_fingerprint(digests, options)
+    return data_fingerprint({split: sha256_file(path) for split, path in files.items()}, options)
