@@ -29,6 +29,7 @@ from experiments.atomic import write_json_atomic
 
 __all__ = [
     "FAILURE_FILE",
+    "NON_SEMANTIC_KEYS",
     "RESULT_FILE",
     "config_hash",
     "environment",
@@ -43,24 +44,26 @@ __all__ = [
 RESULT_FILE = "result.json"
 FAILURE_FILE = "failure.json"
 SCHEMA_VERSION = 1
-# Keys that change where or how fast a run goes, or where its curves are mirrored, not what it computes.
-_NON_SEMANTIC = {"results_dir", "overwrite", "device", "hydra", "seed", "logger"}
-_NON_SEMANTIC_TRAIN = {"compile", "checkpoint_every_steps", "per_device_batch_size", "eval_batch_size"}
-_NON_SEMANTIC_DATA = {"dir", "cache_dir"}
-_NON_SEMANTIC_DECODE = {"batch_size"}
+# Settings (top-level or ``group.key``) that change where or how fast a run goes, or where its curves are
+# mirrored, not what it computes: left out of the config hash (changing one neither reruns nor forks a run)
+# and out of the report's configuration labels (experiments.reporting.runs).
+NON_SEMANTIC_KEYS = frozenset(
+    {
+        *("results_dir", "overwrite", "device", "hydra", "seed", "logger"),
+        *("train.compile", "train.checkpoint_every_steps", "train.per_device_batch_size", "train.eval_batch_size"),
+        *("data.dir", "data.cache_dir", "decode.batch_size"),
+    }
+)
 LOCAL_MARKER = "<local>"
 RESULTS_MARKER = "<results_dir>"
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """A short hash of the settings that determine a run's outcome (seed and paths excluded)."""
-    semantic = {k: v for k, v in cfg.items() if k not in _NON_SEMANTIC}
-    if "train" in semantic:
-        semantic["train"] = {k: v for k, v in semantic["train"].items() if k not in _NON_SEMANTIC_TRAIN}
-    if "data" in semantic:
-        semantic["data"] = {k: v for k, v in semantic["data"].items() if k not in _NON_SEMANTIC_DATA}
-    if "decode" in semantic:
-        semantic["decode"] = {k: v for k, v in semantic["decode"].items() if k not in _NON_SEMANTIC_DECODE}
+    semantic = {k: v for k, v in cfg.items() if k not in NON_SEMANTIC_KEYS}
+    for group, values in semantic.items():
+        if isinstance(values, Mapping):
+            semantic[group] = {k: v for k, v in values.items() if f"{group}.{k}" not in NON_SEMANTIC_KEYS}
     text = json.dumps(semantic, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from experiments.methods import display, get_method, rank_stabilised
 from experiments.paper_numbers import GLUE_TASKS
-from experiments.results import FAILURE_FILE, RESULT_FILE
+from experiments.results import FAILURE_FILE, NON_SEMANTIC_KEYS, RESULT_FILE
 
 __all__ = ["COLUMNS", "E2E_SCALES", "config_settings", "find_run_files", "load_runs", "run_record"]
 
@@ -65,18 +65,11 @@ COLUMNS = [
     "path",
 ]
 
-# Config keys that say where or how fast a run went, or that the report keys on separately.
-_HANDLED = {"seed", "results_dir", "overwrite", "device", "hydra", "task", "model", "method", "preset", "train"}
-_HANDLED |= {"logger"}  # which tool mirrored the training curves
+# Config keys that say where or how fast a run went (the config hash's NON_SEMANTIC_KEYS), or that the report
+# keys on separately.
+_HANDLED = {key for key in NON_SEMANTIC_KEYS if "." not in key} | {"task", "model", "method", "preset", "train"}
 _RECIPE_TRAIN_KEYS = {"lr": "lr", "batch_size": "batch_size", "epochs": "epochs", "max_seq_length": "max_seq_length"}
-_SPEED_ONLY = {
-    "train.compile",
-    "train.checkpoint_every_steps",
-    "train.per_device_batch_size",
-    "train.eval_batch_size",
-    "data.dir",
-    "decode.batch_size",
-}
+_SPEED_ONLY = {key for key in NON_SEMANTIC_KEYS if "." in key}
 _METHOD_KEYS = {"name", "r", "lora_alpha", "lora_dropout", "targets", "use_rslora", "bias", "init_adapter"}
 # Method settings with a column of their own (the rank, alpha and target tables read them).
 _SHARED_METHOD_COLUMNS = ("r", "lora_alpha", "use_rslora", "targets")

@@ -492,6 +492,15 @@ def test_shared_departures_from_the_recipe_are_named_in_every_label(tmp_path: Pa
     }
 
 
+def test_seeds_differing_only_in_where_data_is_read_or_cached_are_pooled(tmp_path: Path) -> None:
+    """data.dir and data.cache_dir are outside the config hash, so they must not split the report's rows either."""
+    write_run(tmp_path, (MINILM, "task=rte", "method=lora", "data.cache_dir=/a/cache", "data.dir=/a/glue"), 0, 0.6)
+    write_run(tmp_path, (MINILM, "task=rte", "method=lora"), 1, 0.7)
+    groups = aggregate(load_runs([tmp_path]))
+    assert len(groups) == 1 and groups.iloc[0]["n"] == 2
+    assert groups.iloc[0]["variant"] == "LoRA r=8 α=8 Wq+Wv, preset paper"
+
+
 # --- a report that leaves the tree clean --------------------------------------------------------------------
 
 
