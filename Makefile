@@ -94,10 +94,10 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.layers $(ARGS)
 	$(PY) -m benchmarks.training $(ARGS)
 
-# The same on CPU with small shapes, for a local check.
+# The same on CPU with small shapes, for a local check; tables in runs/bench/ (git-ignored), not results/bench/.
 bench-quick: $(STAMP)
-	$(PY) -m benchmarks.layers --quick $(ARGS)
-	$(PY) -m benchmarks.training --quick --variants eager $(ARGS)
+	$(PY) -m benchmarks.layers --quick --out runs/bench $(ARGS)
+	$(PY) -m benchmarks.training --quick --variants eager --out runs/bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
