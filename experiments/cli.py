@@ -8,7 +8,6 @@ option of the config group. ``HYDRA_FULL_ERROR=1`` prints the full traceback ins
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import re
@@ -20,6 +19,8 @@ from typing import Any
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
+
+from experiments.suggest import closest, unknown_setting
 
 __all__ = ["JobFailed", "command", "error_message"]
 
@@ -65,17 +66,15 @@ def error_message(error: BaseException) -> str:
     """What went wrong in words a user can act on; a mistyped key or group option gets its closest match."""
     if isinstance(error, MissingConfigException) and error.options and "/" in (error.missing_cfg_file or ""):
         group, _, name = error.missing_cfg_file.rpartition("/")
-        near = difflib.get_close_matches(name, error.options, n=1)
-        hint = f"did you mean {group}={near[0]}? " if near else ""
+        near = closest(name, error.options)
+        hint = f"did you mean {group}={near}? " if near else ""
         return f"{group}={name} is not an option ({hint}options: {', '.join(error.options)})"
     if isinstance(error, ConfigCompositionException) and isinstance(error.__cause__, OmegaConfBaseException):
         key = _override_key(error)
         parent = getattr(error.__cause__, "parent_node", None)
         if key and isinstance(parent, DictConfig):
             tree = OmegaConf.to_container(parent._get_root(), resolve=False)
-            near = difflib.get_close_matches(key, list(_dotted_keys(tree)), n=1)  # type: ignore[arg-type]
-            hint = f"did you mean {near[0]}?" if near else "no setting has a similar name"
-            return f"{key} is not a setting of this run ({hint}); remove it or fix its name"
+            return unknown_setting(key, closest(key, _dotted_keys(tree)))  # type: ignore[arg-type]
     if isinstance(error, InterpolationResolutionError):
         inner = _non_omegaconf_cause(error)
         if inner is not None:

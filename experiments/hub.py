@@ -7,7 +7,6 @@ the closest name the configs know (conf/model) or the closest folder beside the 
 
 from __future__ import annotations
 
-import difflib
 import os
 import socket
 from functools import cache
@@ -17,6 +16,7 @@ from urllib.parse import urlparse
 from omegaconf import OmegaConf
 
 from experiments.config import CONF_DIR
+from experiments.suggest import closest
 
 __all__ = ["HubUnavailableError", "hub_reachable", "model_suggestion", "require_hub", "require_hub_model"]
 
@@ -79,10 +79,10 @@ def _model_sources(given: str) -> dict[str, str]:
 def model_suggestion(name_or_path: str) -> str:
     """`` (did you mean model.name_or_path=<closest>?)`` for a near miss of a known model, else ``''``."""
     sources = _model_sources(name_or_path)
-    near = difflib.get_close_matches(Path(name_or_path).name, sorted(sources), n=1)
-    if not near or sources[near[0]] == name_or_path:
+    near = closest(Path(name_or_path).name, sorted(sources))
+    if near is None or sources[near] == name_or_path:
         return ""
-    return f" (did you mean model.name_or_path={sources[near[0]]}?)"
+    return f" (did you mean model.name_or_path={sources[near]}?)"
 
 
 @cache

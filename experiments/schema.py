@@ -10,7 +10,6 @@ tools can compose against them.
 
 from __future__ import annotations
 
-import difflib
 import math
 import typing
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from experiments.suggest import closest, unknown_setting
 from experiments.tracking import TRACKERS
 
 __all__ = [
@@ -62,8 +62,8 @@ def _in_range(key: str, value: float, low: float, high: float, high_open: bool =
 
 def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        near = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f"did you mean {key}={near[0]}?" if near else f"pick one of those for {key}"
+        near = closest(str(value), choices)
+        hint = f"did you mean {key}={near}?" if near else f"pick one of those for {key}"
         _fail(key, value, f"one of {', '.join(choices)}", hint)
 
 
@@ -415,9 +415,8 @@ def _explain(error: OmegaConfBaseException, schema: type, method_schema: type) -
     if isinstance(error, ConfigKeyError):
         parent, _, leaf = key.rpartition(".")
         options = _keys_at(schema, method_schema, parent.split(".") if parent else [])
-        near = difflib.get_close_matches(leaf, options, n=1)
-        hint = f"did you mean {parent + '.' if parent else ''}{near[0]}?" if near else f"known: {', '.join(options)}"
-        return ConfigError(f"{key} is not a setting of this run ({hint}); remove it or fix its name")
+        near = closest(leaf, options)
+        return ConfigError(unknown_setting(key, f"{parent + '.' if parent else ''}{near}" if near else None, options))
     if isinstance(error, ValidationError):
         value = getattr(error, "value", None)
         expected = str(getattr(error, "msg", error)).split("\n")[0]
