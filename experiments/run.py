@@ -27,6 +27,7 @@ from experiments.runner import (
     checked_config,
     load_lora_init,
     prepare_run_dir,
+    relative_run_dir,
     remove_checkpoint,
     require_adapter,
     run_record,
@@ -96,7 +97,7 @@ def run(cfg: DictConfig | Mapping[str, Any], family: str) -> dict[str, Any]:
             saved.update(path=method.save(model, run_dir, applied.modules_to_save, {**metadata, "epoch": epoch}))
             saved["epoch"] = epoch
 
-    name = run_dir.relative_to(plain["results_dir"]).as_posix()
+    name = relative_run_dir(run_dir, plain["results_dir"])
     tracked = TrackedRun(run_dir / LOGS_DIR, name, portable_config(plain), tracking.project, tracking.mode)
     outcome = fit(
         model,

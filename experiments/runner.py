@@ -57,6 +57,7 @@ __all__ = [
     "plain_config",
     "prepare_run_dir",
     "register_hydra_resolvers",
+    "relative_run_dir",
     "release_run_dir",
     "remove_checkpoint",
     "require_adapter",
@@ -139,6 +140,11 @@ def run_directory(cfg: Mapping[str, Any], family: str) -> Path:
         / method_tag(cfg)
         / f"seed{cfg['seed']}"
     )
+
+
+def relative_run_dir(run_dir: Path, results_dir: str | Path) -> str:
+    """A run directory as results, trackers and sweep records name it: relative to ``results_dir``, POSIX."""
+    return Path(run_dir).relative_to(results_dir).as_posix()
 
 
 def _run_dir_resolver(family: str, *, _root_: DictConfig) -> str:
@@ -437,7 +443,7 @@ def run_record(
         "train_steps_per_s": outcome.train_steps_per_s,
         "world_size": ctx.world_size,
         "environment": environment(ctx.device),
-        "run_dir": Path(run_dir).relative_to(plain["results_dir"]).as_posix(),
+        "run_dir": relative_run_dir(run_dir, plain["results_dir"]),
         "config": portable_config(plain),
     }
 
