@@ -142,7 +142,7 @@ def _resolve(path: Path, seed: int | None) -> Path:
                 )
         raise AnalysisInputError(
             f"{path} is not a LoRA adapter or run directory: no {CONFIG_FILE} in it or below it. Pass a folder "
-            "written by lora.save_adapter, or a LoRA run directory results/<family>/<model>/<task>/<tag>/seed<k>"
+            "written by lora.save_adapter, or a LoRA run directory runs/<family>/<model>/<task>/<tag>/seed<k>"
         )
     listing = "\n  ".join(str(p) for p in found[:10])
     hint = "" if seed is not None else " or choose one with --seed"
