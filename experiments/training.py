@@ -70,7 +70,7 @@ class TrainSettings:
     compile: bool | str = "auto"
     seed: int = 0
 
-    def compile_mode(self, device: torch.device) -> str | None:
+    def compile_mode(self) -> str | None:
         """The ``torch.compile`` mode for the training forward, or None for eager.
 
         ``auto`` is eager on every device. The runners pad each batch to its own longest sequence and end
@@ -260,7 +260,7 @@ def fit(
         if ctx.enabled
         else model
     )
-    mode = settings.compile_mode(device)
+    mode = settings.compile_mode()
     if mode is not None:
         # Graph breaks and unsupported constructs fall back to eager instead of failing the run.
         torch._dynamo.config.suppress_errors = True

@@ -57,11 +57,11 @@ def test_compile_mode_auto_is_eager_and_compiling_is_opt_in() -> None:
     from experiments.training import TrainSettings
 
     auto = TrainSettings(lr=1.0, epochs=1, batch_size=1)
-    assert auto.compile_mode(torch.device("cuda")) is None and auto.compile_mode(torch.device("cpu")) is None
-    assert TrainSettings(lr=1.0, epochs=1, batch_size=1, compile=True).compile_mode(torch.device("cuda")) == "default"
-    assert TrainSettings(lr=1.0, epochs=1, batch_size=1, compile=False).compile_mode(torch.device("cuda")) is None
+    assert auto.compile_mode() is None
+    assert TrainSettings(lr=1.0, epochs=1, batch_size=1, compile=True).compile_mode() == "default"
+    assert TrainSettings(lr=1.0, epochs=1, batch_size=1, compile=False).compile_mode() is None
     forced = TrainSettings(lr=1.0, epochs=1, batch_size=1, compile="reduce-overhead")
-    assert forced.compile_mode(torch.device("cpu")) == "reduce-overhead"
+    assert forced.compile_mode() == "reduce-overhead"
 
 
 def test_compiled_training_follows_the_eager_trajectory(tmp_path) -> None:
