@@ -26,6 +26,7 @@ from experiments.data_files import (
 )
 from experiments.e2e_metrics.formats import read_mr_text_file
 from experiments.hub import require_hub
+from experiments.results import portable_path
 
 __all__ = ["E2EData", "e2e_data_fingerprint", "load_e2e", "read_challenge_csv", "read_lora_txt"]
 
@@ -191,7 +192,7 @@ def load_e2e(task: Mapping[str, Any], data: Mapping[str, Any]) -> E2EData:
         fmt, files = _split_files(task, data)
         fingerprint = files_fingerprint(files, {"format": fmt, **limits})
         reader = read_lora_txt if fmt == "lora_txt" else read_challenge_csv
-        source = f"{fmt}:{files['train'].parent}"
+        source = f"{fmt}:{portable_path(str(files['train'].parent))}"  # no machine path in the result
         loaded = E2EData(*(reader(files[split]) for split in SPLITS), source=source, fingerprint=fingerprint)
     loaded.train = take_first(loaded.train, limits["max_train_examples"])
     loaded.valid = take_first(loaded.valid, limits["max_valid_examples"])

@@ -17,6 +17,7 @@ from datasets import Dataset, Features, Value
 from experiments.data_files import DataError, check_limit, data_fingerprint, files_fingerprint, read_lines, take_first
 from experiments.glue_tasks import GlueTask
 from experiments.hub import require_hub
+from experiments.results import portable_path
 
 __all__ = ["DataError", "GlueData", "glue_data_fingerprint", "load_glue", "read_tsv_split"]
 
@@ -168,7 +169,8 @@ def _from_folder(task: GlueTask, data_dir: Path, skip_malformed: bool, options: 
         splits[name], more = read_tsv_split(task, path, skip_malformed)
         skipped += more
     train = splits.pop("train")
-    return GlueData(train, splits, f"tsv:{data_dir / task.tsv_dir}", fingerprint, skipped_rows=skipped)
+    source = f"tsv:{portable_path(str(data_dir))}/{task.tsv_dir}"  # no machine path in the result
+    return GlueData(train, splits, source, fingerprint, skipped_rows=skipped)
 
 
 def _from_hub(task: GlueTask, dataset: str, options: dict[str, object]) -> GlueData:
