@@ -22,10 +22,14 @@ from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseExceptio
 
 from experiments.suggest import closest, unknown_setting
 
-__all__ = ["JobFailed", "command", "error_message"]
+__all__ = ["INTERRUPTED", "JobFailed", "command", "error_message"]
 
 _FULL_ERROR = "HYDRA_FULL_ERROR"
 _HINT = f"(run with {_FULL_ERROR}=1 for the traceback)"
+INTERRUPTED = (
+    "interrupted; a run keeps its last checkpoint (train.checkpoint_every_steps, and every epoch's end): "
+    "the same command resumes it from there"
+)
 
 
 class JobFailed(SystemExit):
@@ -40,7 +44,8 @@ class JobFailed(SystemExit):
 
 
 def command(hydra_main: Callable[[], Any]) -> Callable[[], None]:
-    """Wrap a ``@hydra.main`` function so that any error ends the process with one line and status 1."""
+    """Wrap a ``@hydra.main`` function so that any error ends the process with one line and status 1
+    (an interrupt: one line and status 130)."""
 
     @functools.wraps(hydra_main)
     def main() -> None:
@@ -55,6 +60,11 @@ def command(hydra_main: Callable[[], Any]) -> Callable[[], None]:
             else:
                 print(f"error: {error_message(error)}\n{_HINT}", file=sys.stderr, flush=True)
             sys.exit(1)
+        except KeyboardInterrupt:  # Ctrl-C: not a traceback out of torch, but what to do next
+            if full:
+                raise
+            print(f"error: {INTERRUPTED}", file=sys.stderr, flush=True)
+            sys.exit(130)
         finally:
             if not full:
                 del os.environ[_FULL_ERROR]

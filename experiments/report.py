@@ -287,6 +287,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--include-quick", action="store_true", help="also read folders named quick")
     parser.add_argument("--tracked-only", action="store_true", help="read only files git tracks (committed runs)")
     args = parser.parse_args(argv)
+    missing = [d for d in args.dirs if not Path(d).exists()]
+    if missing:  # a mistyped folder must not overwrite the last report with an empty one
+        parser.exit(
+            1,
+            f"error: {missing[0]} does not exist, so there are no runs to read; name folders that hold runs "
+            f"(default: runs, where the runners write), e.g. python -m experiments.report runs; nothing was written\n",
+        )
     files = write_report(args.dirs, args.out, args.include_quick, args.tracked_only)
     print(console_table(files.runs))
     where = files.markdown.parent / FILES_DIR

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from experiments.cli import INTERRUPTED, command
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -108,3 +110,21 @@ def test_full_error_shows_the_traceback_of_a_composition_error_and_of_a_job_erro
     job = _command(tmp_path / "b", "glue", "model.name_or_path=robreta-base", full_error=True)
     assert job.returncode == 1 and "Traceback" in job.stderr
     assert "HubUnavailableError: cannot load model 'robreta-base'" in job.stderr
+
+
+def test_an_interrupt_is_one_line_and_status_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_info:
+        command(interrupted)()
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == f"error: {INTERRUPTED}\n"  # how to resume, not torch's traceback
+    assert "HYDRA_FULL_ERROR" not in os.environ
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(KeyboardInterrupt):  # the traceback, when asked for
+        command(interrupted)()

@@ -72,6 +72,12 @@ def test_limits_cut_train_and_valid(tmp_path: Path) -> None:
     assert (len(loaded.train), len(loaded.valid), len(loaded.test)) == (1, 1, 2)
 
 
+def test_source_records_no_machine_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_e2e(_task(), _data(_folder(tmp_path / "e2e"))).source == "lora_txt:<local>/e2e"
+    monkeypatch.chdir(tmp_path)
+    assert load_e2e(_task(), _data(Path("e2e"))).source == "lora_txt:e2e"  # a relative folder as given
+
+
 def test_fingerprint_follows_content_and_options_not_path(tmp_path: Path) -> None:
     first = load_e2e(_task(), _data(_folder(tmp_path / "a"))).fingerprint
     assert e2e_data_fingerprint(_task(), _data(tmp_path / "a")) == first

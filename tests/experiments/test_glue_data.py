@@ -151,6 +151,13 @@ def _sst2_folder(root: Path, train: str = SST2) -> Path:
     return root
 
 
+def test_source_records_no_machine_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = load_glue(_task("sst2"), _sst2_folder(tmp_path / "glue"))
+    assert data.source == "tsv:<local>/glue/SST-2"  # as the recorded data.dir: no absolute path in result.json
+    monkeypatch.chdir(tmp_path)
+    assert load_glue(_task("sst2"), Path("glue")).source == "tsv:glue/SST-2"  # a relative folder as given
+
+
 def test_fingerprint_follows_content_and_options_not_path(tmp_path: Path) -> None:
     task = _task("sst2")
     first = load_glue(task, _sst2_folder(tmp_path / "a")).fingerprint

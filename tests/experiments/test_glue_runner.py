@@ -55,6 +55,7 @@ def test_each_method_writes_a_complete_result(assets, tmp_path: Path, method: st
     run_dir = tmp_path / result["run_dir"]  # recorded relative to results_dir
     text = (run_dir / "result.json").read_text()
     assert str(tmp_path) not in text and str(assets["model"]) not in text  # no machine path is recorded
+    assert str(assets["data"]) not in text  # the data source either
     on_disk = json.loads(text)
     assert on_disk["status"] == "completed" and on_disk["method"] == method and on_disk["task"] == "sst2"
     for key in (

@@ -419,6 +419,18 @@ def test_cli_writes_to_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert "BitFit, preset paper" in capsys.readouterr().out
 
 
+def test_cli_refuses_a_missing_folder_and_keeps_the_last_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_run(tmp_path / "runs", (MINILM, "task=rte", "method=bitfit"), 0, 0.6)
+    main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+    before = (tmp_path / "out" / "report.md").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "rnus"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 1
+    assert f"error: {tmp_path / 'rnus'} does not exist" in capsys.readouterr().err
+    assert (tmp_path / "out" / "report.md").read_text() == before
+    assert (tmp_path / "out" / "report" / "glue_methods.csv").is_file()
+
+
 def test_report_with_no_runs(tmp_path: Path) -> None:
     files = write_report([tmp_path], tmp_path / "out")
     text = files.markdown.read_text()
