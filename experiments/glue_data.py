@@ -169,7 +169,7 @@ def _from_folder(task: GlueTask, data_dir: Path, skip_malformed: bool, options: 
         splits[name], more = read_tsv_split(task, path, skip_malformed)
         skipped += more
     train = splits.pop("train")
-    source = f"tsv:{portable_path(str(data_dir / task.tsv_dir))}"  # result.json names no machine's path
+    source = f"tsv:{portable_path(str(data_dir))}/{task.tsv_dir}"  # result.json names no machine's path
     return GlueData(train, splits, source, fingerprint, skipped_rows=skipped)
 
 

@@ -86,10 +86,3 @@ def test_fingerprint_follows_content_and_options_not_path(tmp_path: Path) -> Non
     assert load_e2e(_task(), changed).fingerprint == e2e_data_fingerprint(_task(), changed) != first
     assert e2e_data_fingerprint(_task(), _data(tmp_path / "a", max_train_examples=1)) != first
     assert e2e_data_fingerprint(_task(), {"dir": None}) is None
-
-
-def test_source_names_no_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """result.json records data.source, so an absolute data.dir is recorded as <local>/<name>."""
-    assert load_e2e(_task(), _data(_folder(tmp_path / "e2e"))).source == "lora_txt:<local>/e2e"
-    monkeypatch.chdir(tmp_path)
-    assert load_e2e(_task(), _data(Path("e2e"))).source == "lora_txt:e2e"  # a relative folder as given

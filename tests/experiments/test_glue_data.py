@@ -207,11 +207,3 @@ def test_hub_unreachable_fails_fast_naming_both_overrides(monkeypatch: pytest.Mo
         load_glue(_task("sst2"), None)
     assert time.perf_counter() - start < 5
     hub.hub_reachable.cache_clear()
-
-
-def test_source_names_no_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """result.json records data.source, so an absolute data.dir is recorded as <local>/<name>."""
-    task = _task("sst2")
-    assert load_glue(task, _sst2_folder(tmp_path / "glue")).source == "tsv:<local>/SST-2"
-    monkeypatch.chdir(tmp_path)
-    assert load_glue(task, "glue").source == "tsv:glue/SST-2"  # a relative folder as given
