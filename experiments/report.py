@@ -30,6 +30,7 @@ from experiments.reporting.analyses import analysis_markdown, find_analyses, rea
 from experiments.reporting.curves import training_curves
 from experiments.reporting.runs import load_runs
 from experiments.reporting.tables import TASK_NAMES, Table
+from experiments.schema import RUNS_DIR
 
 __all__ = ["ReportFiles", "console_table", "latex_text", "main", "print_summary", "table_markdown", "write_report"]
 
@@ -124,7 +125,10 @@ def _git_tracked(directories: Sequence[Path]) -> set[Path]:
 
 
 def write_report(
-    directories: Sequence[str | Path], out: str | Path = "runs", include_quick: bool = False, tracked_only: bool = False
+    directories: Sequence[str | Path],
+    out: str | Path = RUNS_DIR,
+    include_quick: bool = False,
+    tracked_only: bool = False,
 ) -> ReportFiles:
     """Read the runs and analyses under ``directories`` and write report.md, its CSV/LaTeX tables and PNGs.
 
@@ -282,17 +286,25 @@ def print_summary(directories: Iterable[str | Path], include_quick: bool = True)
 def main(argv: list[str] | None = None) -> None:
     """Command line: write the report for DIRS and print the per-configuration table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="*", default=["runs"], help="folders to search (default: runs)")
-    parser.add_argument("--out", default="runs", help="where report.md and report/ go (default: runs)")
+    parser.add_argument("dirs", nargs="*", help=f"folders to search (default: {RUNS_DIR})")
+    parser.add_argument("--out", default=RUNS_DIR, help=f"where report.md and report/ go (default: {RUNS_DIR})")
     parser.add_argument("--include-quick", action="store_true", help="also read folders named quick")
     parser.add_argument("--tracked-only", action="store_true", help="read only files git tracks (committed runs)")
     args = parser.parse_args(argv)
+    if not args.dirs and not Path(RUNS_DIR).exists():  # a fresh clone: nothing run yet, nothing to write
+        print(
+            f"no runs yet: {RUNS_DIR}/ does not exist (the runners write there, e.g. make glue-quick); "
+            "the committed reference report is results/report.md (make reference-report rebuilds it)"
+        )
+        return
+    args.dirs = args.dirs or [RUNS_DIR]
     missing = [d for d in args.dirs if not Path(d).exists()]
     if missing:  # a mistyped folder must not overwrite the last report with an empty one
         parser.exit(
             1,
             f"error: {missing[0]} does not exist, so there are no runs to read; name folders that hold runs "
-            f"(default: runs, where the runners write), e.g. python -m experiments.report runs; nothing was written\n",
+            f"(default: {RUNS_DIR}, where the runners write), e.g. python -m experiments.report runs; "
+            "nothing was written\n",
         )
     files = write_report(args.dirs, args.out, args.include_quick, args.tracked_only)
     print(console_table(files.runs))

@@ -23,7 +23,11 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from experiments.suggest import closest, unknown_setting
 from experiments.tracking import TRACKERS
 
+# Where runs land unless results_dir says otherwise (git-ignored; committed reference runs live in results/).
+RUNS_DIR = "runs"
+
 __all__ = [
+    "RUNS_DIR",
     "ConfigError",
     "E2ERunConfig",
     "GlueRunConfig",
@@ -354,7 +358,7 @@ class GlueRunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
     device: str = "auto"
-    results_dir: str = "runs"
+    results_dir: str = RUNS_DIR
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -375,7 +379,7 @@ class E2ERunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 110
     device: str = "auto"
-    results_dir: str = "runs"
+    results_dir: str = RUNS_DIR
     overwrite: bool = False
 
     def __post_init__(self) -> None:

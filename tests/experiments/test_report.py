@@ -431,6 +431,15 @@ def test_cli_refuses_a_missing_folder_and_keeps_the_last_report(tmp_path: Path, 
     assert (tmp_path / "out" / "report" / "glue_methods.csv").is_file()
 
 
+def test_cli_on_a_fresh_clone_says_there_are_no_runs_yet_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    main([])  # no runs/ yet: a message and exit 0, no empty report
+    assert "no runs yet: runs/ does not exist" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_report_with_no_runs(tmp_path: Path) -> None:
     files = write_report([tmp_path], tmp_path / "out")
     text = files.markdown.read_text()
