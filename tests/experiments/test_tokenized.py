@@ -236,3 +236,26 @@ def test_a_finished_run_is_refused_when_its_tokenizer_changed(assets, tmp_path: 
     write_word_tokenizer(model, list(reversed(VOCABULARY)), "roberta")  # the weights are unchanged
     with pytest.raises(RunInputsChangedError, match=r"tokenizer: sha256:\w+ there, sha256:\w+ now"):
         run_glue(compose_config("glue", overrides))
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("regression", [False, True])
+def test_glue_collate_equals_the_tokenizers_own_padding(assets, tmp_path: Path, side: str, regression: bool) -> None:
+    from experiments.tasks.glue import make_collate
+
+    tokenizer = load_tokenizer(assets["roberta"])
+    tokenizer.padding_side = side
+    words = VOCABULARY[3:40]
+    pairs = [(" ".join(words[: 3 + i]), " ".join(words[i : i + 2 + 2 * i])) for i in range(5)]
+    items = [
+        {**tokenizer(a, b, return_token_type_ids=True), "labels": 0.5 * i if regression else i % 2}
+        for i, (a, b) in enumerate(pairs)
+    ]
+    batch = make_collate(tokenizer, regression)(items)
+    features = [{k: v for k, v in item.items() if k != "labels"} for item in items]
+    expected = tokenizer.pad(features, padding=True, pad_to_multiple_of=8, return_tensors="pt")
+    assert set(batch) == {*expected, "labels"} and "token_type_ids" in batch
+    for key, tensor in expected.items():
+        assert torch.equal(batch[key], tensor), key
+    assert batch["input_ids"].shape[1] % 8 == 0
+    assert batch["labels"].dtype == (torch.float32 if regression else torch.long)
