@@ -36,8 +36,8 @@ __all__ = ["ReportFiles", "console_table", "latex_text", "main", "print_summary"
 
 REPORT_NAME = "report.md"
 FILES_DIR = "report"
-TABLE_NAMES = ("glue_methods", "glue_vs_paper", "rank", "alpha", "targets", "e2e", "e2e_vs_paper", "configurations")
-TABLE_NAMES += ("failures", "incomplete")
+TABLE_NAMES = ("glue_methods", "glue_budget", "glue_vs_paper", "rank", "alpha", "targets", "e2e", "e2e_vs_paper")
+TABLE_NAMES += ("configurations", "failures", "incomplete")
 FIGURE_NAMES = ("rank", "params", "targets")
 CURVES_DIR = "curves"  # report/curves/<model>_<task>_<id>.png: each configuration's training curves
 
@@ -163,6 +163,7 @@ def write_report(
     if not groups.empty:
         built = {
             "glue_methods": tables.glue_methods_table(groups),
+            "glue_budget": tables.glue_budget_table(groups),
             "glue_vs_paper": tables.glue_vs_paper_table(groups),
             "rank": tables.rank_table(groups),
             "alpha": tables.alpha_table(groups),
@@ -190,6 +191,7 @@ def write_report(
         _section(
             "GLUE (paper Table 2)",
             block("glue_methods", "No GLUE runs in the paper's settings. Run `make glue` or `make sweep-methods`.")
+            + ([table_markdown(built["glue_budget"])] if built.get("glue_budget") else [])
             + block("glue_vs_paper", "Nothing to set beside the paper yet."),
         ),
         _section(
@@ -273,7 +275,11 @@ def console_table(runs: pd.DataFrame) -> str:
     listed = runs[runs["status"].isin(["failed", "unreadable"]) | runs["variant_key"].isna()] if len(runs) else runs
     for _, run in listed.iterrows():
         seed = f" seed {run['seed']}" if not pd.isna(run["seed"]) else ""
-        error = f": {str(run['error']).strip().splitlines()[0]}" if run["error"] else ""
+        error = (
+            f": {str(run['error']).strip().splitlines()[0]}"
+            if isinstance(run["error"], str) and run["error"].strip()
+            else ""
+        )
         lines.append(f"{run['status'].upper()}{seed} {run['path']}{error}")
     return "\n".join(lines) if lines else "no runs found"
 

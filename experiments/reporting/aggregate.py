@@ -13,7 +13,8 @@ from experiments.reporting.runs import COLUMNS, E2E_SCALES
 __all__ = ["GROUP_KEYS", "aggregate", "cell_from", "format_cell", "format_count"]
 
 GROUP_KEYS = ["family", "model", "task", "variant_key", "init_from"]
-_FIRST = [c for c in COLUMNS if c not in (*GROUP_KEYS, "status", "seed", "score", *E2E_SCALES, "error", "path")]
+_PER_SEED = ("status", "seed", "score", *E2E_SCALES, "steps", "best_epoch", "scoring_pending", "error", "path")
+_FIRST = [c for c in COLUMNS if c not in (*GROUP_KEYS, *_PER_SEED)]
 
 
 def _stats(values: pd.Series, prefix: str) -> dict[str, float]:
@@ -24,8 +25,9 @@ def _stats(values: pd.Series, prefix: str) -> dict[str, float]:
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration and task: median/min/max of the main score (and of each E2E metric),
-    ``spread`` = half the min-max range, ``n`` scored seeds, ``n_failed``, ``n_incomplete``.
+    """One row per configuration and task: median/min/max of the main score (and of each E2E metric, of the
+    optimizer steps and of the best epoch), ``spread`` = half the min-max range, ``n`` scored seeds, ``n_failed``,
+    ``n_incomplete``, ``n_pending`` (finished, test scores not computed yet), ``epochs`` (and ``epochs_max``).
 
     Runs whose configuration is unknown (a failure before the config resolved, an unreadable file, an
     incomplete run with no finished sibling) have no ``variant_key`` and are left to the caller to list.
@@ -35,6 +37,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     for keys, group in placed.groupby(GROUP_KEYS, sort=True, dropna=False):
         completed = group[group["status"] == "completed"]
         scored = completed[completed["score"].notna()]
+        pending = completed[completed["score"].isna() & completed["scoring_pending"].fillna(False).astype(bool)]
         row = dict(zip(GROUP_KEYS, keys, strict=True))
         row |= {column: group[column].dropna().iloc[0] if group[column].notna().any() else None for column in _FIRST}
         row |= _stats(scored["score"], "")
@@ -42,7 +45,11 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         for metric in E2E_SCALES:
             row |= _stats(completed[metric], f"{metric}_")
         row["n"] = len(scored)
-        row["n_failed"] = int((group["status"] == "failed").sum()) + len(completed) - len(scored)
+        row["n_pending"] = len(pending)
+        row["n_failed"] = int((group["status"] == "failed").sum()) + len(completed) - len(scored) - len(pending)
+        row |= _stats(completed["steps"], "steps_") | _stats(completed["best_epoch"], "best_epoch_")
+        epochs = group["epochs"].dropna()
+        row["epochs"], row["epochs_max"] = (epochs.min(), epochs.max()) if len(epochs) else (None, None)
         row["n_incomplete"] = int((group["status"] == "incomplete").sum())
         row["seeds"] = " ".join(str(s) for s in sorted(scored["seed"].dropna().astype(int)))
         row["failed_seeds"] = " ".join(
@@ -79,22 +86,33 @@ def format_cell(
     n_incomplete: int = 0,
     digits: int = 1,
     repeated_seeds: str = "",
+    n_pending: int = 0,
+    low: float | None = None,
+    high: float | None = None,
 ) -> str:
-    """``median ±half-range (n=k)``, naming failed, incomplete and repeated seeds; "missing" with no run."""
+    """``median (min–max; n=k)`` (``median ±half-range (n=k)`` when only the spread is given), naming failed,
+    incomplete, scoring-pending and repeated seeds; "missing" with no run."""
     notes = [f"{n_failed} failed"] if n_failed else []
     notes += [f"{n_incomplete} incomplete"] if n_incomplete else []
+    notes += [f"{n_pending} scoring pending"] if n_pending else []
     notes += [f"seed {repeated_seeds} repeated"] if repeated_seeds else []
     if n == 0 or median is None or (isinstance(median, float) and math.isnan(median)):
         return ", ".join(notes) if notes else "missing"
+    if n > 1 and low is not None and high is not None:
+        return f"{median:.{digits}f} ({'; '.join([f'{low:.{digits}f}–{high:.{digits}f}', f'n={n}', *notes])})"
     body = f"{median:.{digits}f}" + (f" ±{spread:.{digits}f}" if n > 1 else "")
     return f"{body} ({'; '.join([f'n={n}', *notes])})"
 
 
 def cell_from(row: pd.Series | None, prefix: str = "", digits: int = 1) -> str:
-    """The formatted cell of one aggregated row (``prefix`` picks an E2E metric), or "missing"."""
+    """The formatted cell of one aggregated row (``prefix`` picks an E2E metric): ``median (min–max; n=k)``, or
+    "missing"."""
     if row is None:
         return "missing"
     median, low, high = row[f"{prefix}median"], row[f"{prefix}min"], row[f"{prefix}max"]
     spread = (high - low) / 2 if not (math.isnan(low) or math.isnan(high)) else math.nan
     repeated = row.get("repeated_seeds") or ""
-    return format_cell(median, spread, int(row["n"]), int(row["n_failed"]), int(row["n_incomplete"]), digits, repeated)
+    pending = row.get("n_pending")
+    pending = 0 if pending is None or (isinstance(pending, float) and math.isnan(pending)) else int(pending)
+    counts = int(row["n"]), int(row["n_failed"]), int(row["n_incomplete"])
+    return format_cell(median, spread, *counts, digits, repeated, pending, low, high)

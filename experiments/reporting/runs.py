@@ -55,12 +55,19 @@ COLUMNS = [
     "alpha_series_key",
     "target_series",  # with r and targets left out: a block of the target-matrix table
     "target_series_key",
+    "budget_series",  # with train.epochs left out: a row of the Table 2 layout, whose tasks have their own budget
+    "budget_series_key",
     "main_metric",
     "score",
     *E2E_SCALES,
     "trainable_params",
     "trainable_params_with_head",
     "total_params",
+    "epochs",  # the training budget: train.epochs as configured
+    "steps",  # optimizer steps the run took
+    "best_epoch",  # the epoch whose dev score is the run's score (GLUE)
+    "recipe_epochs",  # the paper recipe's epochs for this method and task, for reference
+    "scoring_pending",  # finished training, test scores not computed yet (E2E without Java)
     "error",
     "path",
 ]
@@ -218,15 +225,19 @@ def run_record(path: Path) -> dict[str, Any]:
     }
     if row["status"] == "completed":
         row |= _scores(data)
-        for key in ("trainable_params", "trainable_params_with_head", "total_params"):
+        for key in ("trainable_params", "trainable_params_with_head", "total_params", "steps"):
             row[key] = data.get(key)
+        row["best_epoch"] = (data.get("metrics") or {}).get("best_epoch") if data.get("family") != "e2e" else None
+        row["scoring_pending"] = bool(data.get("scoring_pending"))
     if config:
         recipe = _recipe(data, config)
         row["model_source"] = row["model_source"] or config["model"].get("name_or_path")
         row["model_recipe"] = config["model"].get("recipe")
         row["init_from"] = _init_from(config["method"].get("init_adapter"))
+        row["epochs"] = config.get("train", {}).get("epochs")
         if recipe:
             row["recipe_r"], row["recipe_alpha"] = recipe.get("r"), recipe.get("lora_alpha")
+            row["recipe_epochs"] = recipe.get("epochs")
         row["_settings"] = config_settings(config, recipe)
     return row
 
@@ -250,6 +261,7 @@ _SERIES = {
     "rank_series": ("r",),
     "alpha_series": ("r", "lora_alpha", "use_rslora"),
     "target_series": ("r", "targets"),
+    "budget_series": ("train.epochs",),  # an optional key: leaving it out of a label names no epochs there
 }
 
 
@@ -265,7 +277,7 @@ def _label(settings: Mapping[str, Any], shown: Sequence[str], omit: Sequence[str
         ]
         parts.extend(part for part in lora if part)
     optional = settings["optional"]
-    extras = [f"{key}={_short(optional[key])}" for key in shown if key in optional]
+    extras = [f"{key}={_short(optional[key])}" for key in shown if key in optional and key not in omit]
     return f"{' '.join(parts)}, preset {settings['preset']}" + (f"; {', '.join(extras)}" if extras else "")
 
 
@@ -316,6 +328,7 @@ def load_runs(
             row.update({k: settings[k] for k in ("method", "preset", "r", "lora_alpha", "use_rslora", "targets")})
             for column, omit in _SERIES.items():
                 kept = {k: v for k, v in settings.items() if k not in omit}
+                kept["optional"] = {k: v for k, v in settings["optional"].items() if k not in omit}
                 row[column] = _label(settings, shown, omit)
                 row[f"{column}_key"] = json.dumps(kept, sort_keys=True, default=str)
     _adopt_siblings(rows)
@@ -336,5 +349,5 @@ def _adopt_siblings(rows: list[dict[str, Any]]) -> None:
                 for key in COLUMNS:
                     if key not in ("status", "seed", "path", "error") and row.get(key) is None:
                         row[key] = sibling.get(key)
-                for key in ("score", *E2E_SCALES, "main_metric"):
+                for key in ("score", *E2E_SCALES, "main_metric", "steps", "best_epoch", "scoring_pending"):
                     row[key] = None

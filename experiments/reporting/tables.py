@@ -1,14 +1,15 @@
 """The report's tables, built from the per-configuration aggregates: each is a display frame (what report.md
 and the LaTeX file show), a numeric frame (the CSV), and a caption that names the model behind the numbers.
 
-Cells read ``median ±h (n=k)``: the median over seeds, h = half the min-max range over seeds, k scored seeds;
-failed and incomplete seeds are named in the cell, and a configuration never run for a column reads "missing".
+Cells read ``median (min–max; n=k)``: the median over seeds, the lowest and highest seed, k scored seeds;
+failed, incomplete and scoring-pending seeds are named in the cell, and a configuration never run for a column
+reads "missing".
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "e2e_table",
     "e2e_vs_paper_table",
     "failures_table",
+    "glue_budget_table",
     "glue_methods_table",
     "glue_vs_paper_table",
     "incomplete_table",
@@ -72,12 +74,13 @@ TABLE18_DIGITS = {"BLEU": 2, "NIST": 2, "METEOR": 1, "ROUGE_L": 1, "CIDEr": 2}  
 E2E_NAMES = {"BLEU": "BLEU", "NIST": "NIST", "METEOR": "METEOR", "ROUGE_L": "ROUGE-L", "CIDEr": "CIDEr"}
 _ATTENTION = ("Wq", "Wk", "Wv", "Wo")
 _BUDGET = 8  # r x number of matrices in every Table 5 pair
+TABLE3_LORA_EPOCHS = 5  # the paper's LoRA epochs on E2E (its Table 11)
 GLUE_UNITS = (
     "GLUE dev set, the best epoch of each run (as the paper), x100: accuracy (MNLI matched, SST-2, MRPC, QNLI, "
     "QQP, RTE), Matthews correlation (CoLA), Pearson (STS-B)."
 )
 SPREAD_NOTE = (
-    "Cells: median over seeds ±half the min–max range (n = seeds with a score); the paper's ± is printed as is "
+    "Cells: median over seeds (lowest–highest seed; n = seeds with a score); the paper's ± is printed as is "
     "(the paper does not define it)."
 )
 
@@ -165,11 +168,14 @@ def _init_mark(group: pd.Series) -> str:
     return " †" if group["init_from"] not in (None, "pretrained") else ""
 
 
-def _cells_by_column(groups: pd.DataFrame, column: Callable[[pd.Series], Hashable]) -> list[dict[Hashable, pd.Series]]:
+def _cells_by_column(
+    groups: pd.DataFrame, column: Callable[[pd.Series], Hashable], then: Sequence[str] = ()
+) -> list[dict[Hashable, pd.Series]]:
     """Lay ``groups`` of one table row out by column; a column with several groups (runs that started from
-    different weights) spills into extra rows, pretrained first, so nothing is pooled or dropped."""
+    different weights, or, with ``then``, differ in those columns) spills into extra rows, pretrained first,
+    so nothing is pooled or dropped."""
     by_column: dict[Hashable, list[pd.Series]] = {}
-    ordered = groups.assign(_pre=groups["init_from"] != "pretrained").sort_values(["_pre", "init_from"])
+    ordered = groups.assign(_pre=groups["init_from"] != "pretrained").sort_values(["_pre", "init_from", *then])
     for _, group in ordered.iterrows():
         by_column.setdefault(column(group), []).append(group)
     depth = max((len(v) for v in by_column.values()), default=0)
@@ -191,7 +197,8 @@ def _range_of(groups: pd.DataFrame, column: str) -> str:
 
 def _long_rows(groups: pd.DataFrame, extra: Callable[[pd.Series], dict[str, Any]]) -> pd.DataFrame:
     keep = ["family", "model", "task", "method", "variant", "init_from", "main_metric", "median", "min", "max"]
-    keep += ["spread", "n", "n_failed", "n_incomplete", "seeds", "trainable_params", "trainable_params_with_head"]
+    keep += ["spread", "n", "n_failed", "n_incomplete", "n_pending", "seeds"]
+    keep += ["trainable_params", "trainable_params_with_head", "epochs", "steps_median", "best_epoch_median"]
     rows = [{k: group.get(k) for k in keep} | extra(group) for _, group in groups.iterrows()]
     return pd.DataFrame(rows)
 
@@ -219,6 +226,61 @@ def _paper_glue(group: pd.Series) -> dict[str, Any]:
     }
 
 
+def _table2_rows(selected: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, dict[Hashable, pd.Series]]]:
+    """The rows of the Table 2 layout as (model, label, the row's configurations, task -> configuration).
+
+    A row is a method's configuration with the epoch budget left out (each task has its own budget, shared by
+    the methods; the budget table beside Table 2 states it). A row and task with runs of two budgets or two
+    starting points spills into another row (the budget with the most seeds stays in the first), so runs are
+    never pooled across them.
+    """
+    out = []
+    for model, of_model in selected.groupby("model", sort=True):
+        series = of_model.drop_duplicates("budget_series_key")
+        series = series.assign(_o=series["method"].map(_method_order)).sort_values(["_o", "budget_series"])
+        for _, first in series.iterrows():
+            members = of_model[of_model["budget_series_key"] == first["budget_series_key"]]
+            ordered = members.assign(_fewer=-members["n"])  # the budget with the most seeds takes the first row
+            for layer, cells in enumerate(_cells_by_column(ordered, lambda g: g["task"], ("_fewer", "epochs"))):
+                epochs = sorted({_epochs(g["epochs"]) for g in cells.values()}, key=lambda e: (len(e), e))
+                if any(g["init_from"] != "pretrained" for g in cells.values()):
+                    suffix = " (other start)"
+                else:
+                    suffix = f" (other budget: {'/'.join(epochs)} epochs)"
+                out.append((str(model), first["budget_series"] + (suffix if layer else ""), members, cells))
+    return out
+
+
+def _epochs(value: Any) -> str:
+    return "?" if value is None or pd.isna(value) else f"{int(value)}"
+
+
+def _budget_line(selected: pd.DataFrame, tasks: list[str]) -> str:
+    """Each task's epoch budget in one sentence (per method where the methods' budgets differ)."""
+    parts = []
+    for task in tasks:
+        of_task = selected[selected["task"] == task]
+        if of_task.empty:
+            continue
+        budgets = sorted({_epochs(e) for e in of_task["epochs"]}, key=lambda e: (len(e), e))
+        if len(budgets) == 1:
+            parts.append(f"{TASK_NAMES.get(task, task)} {budgets[0]}")
+        else:
+            methods = {b: of_task.loc[of_task["epochs"].map(_epochs) == b, "method"] for b in budgets}
+            by_budget = [f"{b} ({', '.join(sorted({display(m).label for m in methods[b]}))})" for b in budgets]
+            parts.append(f"{TASK_NAMES.get(task, task)} {' / '.join(by_budget)}")
+    paper = [
+        f"{TASK_NAMES.get(t, t)} {_epochs(e)}"
+        for t in tasks
+        for e in selected.loc[(selected["task"] == t) & (selected["method"] == "lora"), "recipe_epochs"].dropna()[:1]
+    ]
+    recipe = f" (the paper's RoBERTa LoRA recipe: {', '.join(paper)})" if paper else ""
+    return (
+        f"Training budget, epochs: {', '.join(parts)}{recipe}; optimizer steps and the epoch each run's score "
+        "comes from are in the budget table below."
+    )
+
+
 def glue_methods_table(groups: pd.DataFrame) -> Table | None:
     """The paper's Table 2 layout: method x task for each model, with the paper's rows beneath as reference."""
     selected = _table2_groups(groups)
@@ -226,26 +288,19 @@ def glue_methods_table(groups: pd.DataFrame) -> Table | None:
         return None
     tasks = _tasks(groups[groups["family"] == "glue"])
     rows: list[dict[str, str]] = []
-    for model, of_model in selected.groupby("model", sort=True):
-        variants = of_model.drop_duplicates("variant_key")
-        variants = variants.assign(_o=variants["method"].map(_method_order)).sort_values(["_o", "variant"])
-        for _, variant in variants.iterrows():
-            members = of_model[of_model["variant_key"] == variant["variant_key"]]
-            for layer, cells in enumerate(_cells_by_column(members, lambda g: g["task"])):
-                row = {
-                    "Model": str(model),
-                    "Method": variant["variant"] + (" (other start)" if layer else ""),
-                    "Trainable": _range_of(members, "trainable_params"),
-                    "+ head": _range_of(members, "trainable_params_with_head"),
-                }
-                for task in tasks:
-                    group = cells.get(task)
-                    row[TASK_NAMES.get(task, task)] = cell_from(group) + (
-                        _init_mark(group) if group is not None else ""
-                    )
-                scored = [cells[t]["median"] for t in GLUE_TASKS if t in cells and cells[t]["n"] > 0]
-                row["Avg."] = f"{sum(scored) / len(scored):.1f}" if len(scored) == 8 else f"— ({len(scored)}/8 tasks)"
-                rows.append(row)
+    for model, label, members, cells in _table2_rows(selected):
+        row = {
+            "Model": model,
+            "Method": label,
+            "Trainable": _range_of(members, "trainable_params"),
+            "+ head": _range_of(members, "trainable_params_with_head"),
+        }
+        for task in tasks:
+            group = cells.get(task)
+            row[TASK_NAMES.get(task, task)] = cell_from(group) + (_init_mark(group) if group is not None else "")
+        scored = [cells[t]["median"] for t in GLUE_TASKS if t in cells and cells[t]["n"] > 0]
+        row["Avg."] = f"{sum(scored) / len(scored):.1f}" if len(scored) == 8 else f"— ({len(scored)}/8 tasks)"
+        rows.append(row)
     references = sorted(
         {paper_model("glue", m, r) for m, r in zip(selected["model"], selected["model_recipe"], strict=True)}
     )
@@ -271,6 +326,7 @@ def glue_methods_table(groups: pd.DataFrame) -> Table | None:
             "target tables). Trainable excludes the task head, as the paper counts; '+ head' includes it.",
             "† started from a trained adapter (the paper starts MRPC, RTE and STS-B from its MNLI LoRA adapter).",
             "Avg. is the mean of the eight task medians, shown only when all eight exist.",
+            _budget_line(selected, tasks),
             f"Tasks with no run at all: {', '.join(not_run)}." if not_run else "",
         ]
     ).strip()
@@ -281,6 +337,55 @@ def glue_methods_table(groups: pd.DataFrame) -> Table | None:
         pd.DataFrame(rows),
         _long_rows(selected, _paper_glue),
     )
+
+
+def _count_range(group: pd.Series, column: str) -> str:
+    low, high = group[f"{column}_min"], group[f"{column}_max"]
+    if pd.isna(low):
+        return "?"
+    return f"{int(low):,}" if low == high else f"{int(low):,}–{int(high):,}"
+
+
+def _budget_cell(group: pd.Series | None) -> str:
+    """``20 ep · 1,560 steps · best ep. 14 (10–20)``: the budget, the steps taken, the epochs the scores are from."""
+    if group is None:
+        return "—"
+    epochs = _epochs(group["epochs"])
+    if not pd.isna(group.get("epochs_max")) and group["epochs_max"] != group["epochs"]:
+        epochs += f"–{_epochs(group['epochs_max'])}"
+    parts = [f"{epochs} ep"]
+    if not pd.isna(group["steps_min"]):
+        parts.append(f"{_count_range(group, 'steps')} steps")
+    if not pd.isna(group["best_epoch_median"]):
+        spread = _count_range(group, "best_epoch")
+        best = f"best ep. {group['best_epoch_median']:g}" + (f" ({spread})" if "–" in spread else "")
+        parts.append(best)
+    return " · ".join(parts)
+
+
+def glue_budget_table(groups: pd.DataFrame) -> Table | None:
+    """The training budget behind each Table 2 cell: epochs, optimizer steps, and the epoch the score is from."""
+    selected = _table2_groups(groups)
+    if selected.empty:
+        return None
+    tasks = _tasks(groups[groups["family"] == "glue"])
+    rows = []
+    for model, label, _, cells in _table2_rows(selected):
+        row = {"Model": model, "Method": label}
+        rows.append(row | {TASK_NAMES.get(t, t): _budget_cell(cells.get(t)) for t in tasks})
+    data = _long_rows(selected, lambda g: {k: g.get(k) for k in ("epochs", "steps_min", "steps_max")})
+    data = data.assign(
+        best_epoch_min=selected["best_epoch_min"].to_numpy(), best_epoch_max=selected["best_epoch_max"].to_numpy()
+    )
+    caption = " ".join(
+        [
+            "The rows and cells of the Table 2 layout above. ep: the epoch budget (train.epochs); steps: the "
+            "optimizer steps each seed took (a range where seeds differ); best ep.: the epoch whose dev score is "
+            "the run's score, median over seeds (lowest–highest). A best epoch at the end of the budget says the "
+            "dev score was still rising: see the dev curves below.",
+        ]
+    )
+    return Table("glue_budget", "GLUE: training budget behind each cell", caption, pd.DataFrame(rows), data)
 
 
 def glue_vs_paper_table(groups: pd.DataFrame) -> Table | None:
@@ -322,7 +427,7 @@ def _task_order(task: str) -> int:
 
 def _as_cells(data: pd.DataFrame) -> pd.DataFrame:
     """Long rows with the columns :func:`cell_from` reads."""
-    return data[["median", "min", "max", "n", "n_failed", "n_incomplete"]]
+    return data[["median", "min", "max", "n", "n_failed", "n_incomplete", "n_pending"]]
 
 
 def _fixed(value: float, digits: int) -> str:
@@ -590,7 +695,8 @@ def _e2e_long(e2e: pd.DataFrame) -> pd.DataFrame:
             rows.append(
                 {k: group.get(k) for k in ("family", "model", "task", "method", "variant", "init_from")}
                 | {"metric": metric, "median": median, "min": group[f"{metric}_min"], "max": group[f"{metric}_max"]}
-                | {k: group.get(k) for k in ("n", "n_failed", "n_incomplete", "seeds", "trainable_params")}
+                | {k: group.get(k) for k in ("n", "n_failed", "n_incomplete", "n_pending", "seeds", "trainable_params")}
+                | {"epochs": group.get("epochs"), "steps_median": group.get("steps_median")}
                 | {
                     "paper_source": source,
                     "paper": paper.value if paper else None,
@@ -613,6 +719,7 @@ def e2e_table(groups: pd.DataFrame) -> Table | None:
             "Model": group["model"],
             "Method": group["variant"] + ("" if group["init_from"] == "pretrained" else f"; from {group['init_from']}"),
             "Trainable": format_count(group["trainable_params"], group["trainable_params_max"]),
+            "Budget": _budget_cell(group),
         }
         row |= {E2E_NAMES[m]: cell_from(group, f"{m}_", E2E_DIGITS[m]) for m in E2E_METRICS}
         rows.append(row)
@@ -624,12 +731,13 @@ def e2e_table(groups: pd.DataFrame) -> Table | None:
                 "Model": f"paper: {PAPER_MODEL_NAMES[reference]}",
                 "Method": f"{name} ({paper.source})",
                 "Trainable": paper.trainable,
+                "Budget": f"{TABLE3_LORA_EPOCHS} ep" if paper.method == "lora" else "—",
             }
             rows.append(row | {E2E_NAMES[m]: _paper_cell(paper, m, E2E_DIGITS[m]) for m in E2E_METRICS})
     ranks = sorted({int(r) for r in e2e.loc[e2e["r"].notna(), "r"]} & set(TABLE18) - {4})
     if "gpt2-medium" in references:
         for r in ranks:
-            row = {"Model": "paper: GPT-2 M", "Method": f"LoRA r={r} (Table 18)", "Trainable": "—"}
+            row = {"Model": "paper: GPT-2 M", "Method": f"LoRA r={r} (Table 18)", "Trainable": "—", "Budget": "—"}
             rows.append(row | {E2E_NAMES[m]: _fixed(TABLE18[r][m].value, TABLE18_DIGITS[m]) for m in E2E_METRICS})
     caption = " ".join(
         [
@@ -639,6 +747,9 @@ def e2e_table(groups: pd.DataFrame) -> Table | None:
             SPREAD_NOTE,
             "The paper's LoRA rows are the mean of 3 seeds; ours the median. Its GPT-2 M LoRA count (0.35M) is "
             "printed in the paper; r=4 on Wq, Wv of GPT-2 M is 393,216 parameters.",
+            "Budget: epochs (train.epochs) · optimizer steps each seed took; the paper trains LoRA for 5 epochs "
+            '(its Table 11). "scoring pending": the run finished training and decoding but its test set was not '
+            "scored yet (no Java where it ran; python -m experiments.e2e_eval --run DIR scores it).",
         ]
     )
     return Table("e2e", "E2E NLG (paper Table 3 layout)", caption, pd.DataFrame(rows), _e2e_long(e2e))
@@ -709,6 +820,7 @@ def configurations_table(groups: pd.DataFrame) -> Table | None:
             "n": ordered["n"],
             "Failed": ordered["n_failed"],
             "Incomplete": ordered["n_incomplete"],
+            "Scoring pending": ordered["n_pending"],
             "Seeds": ordered["seeds"],
             "Trainable": [
                 format_count(lo, hi)

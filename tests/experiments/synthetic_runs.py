@@ -42,8 +42,15 @@ def write_run(
     trainable: int = 1000,
     head: int = 100,
     e2e_scores: dict[str, float] | None = None,
+    steps: int | None = None,
+    epoch_scores: list[float] | None = None,
+    scoring_pending: bool = False,
 ) -> Path:
-    """A finished run: ``score`` is the main metric in the runner's units (GLUE 0-1, E2E BLEU 0-1)."""
+    """A finished run: ``score`` is the main metric in the runner's units (GLUE 0-1, E2E BLEU 0-1).
+
+    ``steps``: the optimizer steps it took; ``epoch_scores``: a GLUE run's dev score after each epoch (the best
+    is its score, ``score`` is then ignored); ``scoring_pending``: an E2E run trained but not scored yet.
+    """
     plain = _config(family, results, overrides, seed)
     run_dir = run_directory(plain, family)
     task = plain["task"]
@@ -63,12 +70,21 @@ def write_run(
         "total_params": 10**6,
         "config": plain,
     }
+    if steps is not None:
+        result["steps"] = steps
     if family == "e2e":
         scores = e2e_scores or {"BLEU": score, "NIST": 8.0, "METEOR": 0.45, "ROUGE_L": 0.7, "CIDEr": 2.4}
+        if scoring_pending:
+            scores, result["main_metric_value"], result["scoring_pending"] = None, None, True
         result["metrics"] = {"test": scores, "best": scores, "last": scores}
     else:
-        best = {"epoch": 1, task["main_metric"]: score}
-        result["metrics"] = {"per_epoch": [best], "best": best, "last": best, "best_epoch": 1}
+        history = [{"epoch": e + 1, task["main_metric"]: s} for e, s in enumerate(epoch_scores or [score])]
+        if steps is not None:
+            for entry in history:
+                entry["step"] = steps * entry["epoch"] // len(history)
+        best = max(history, key=lambda entry: entry[task["main_metric"]])
+        result["main_metric_value"] = best[task["main_metric"]]
+        result["metrics"] = {"per_epoch": history, "best": best, "last": history[-1], "best_epoch": best["epoch"]}
     write_result(run_dir, result)
     return run_dir
 

@@ -191,14 +191,14 @@ def test_what_is_read_and_what_is_skipped(results: Path) -> None:
 
 
 def test_table2_layout_with_missing_failed_and_paper_rows(report) -> None:
-    section = _section(report.markdown.read_text(), "### GLUE: LoRA vs full", "### GLUE: ours vs the paper")
+    section = _section(report.markdown.read_text(), "### GLUE: LoRA vs full", "### GLUE: training budget")
     rows = {(row["Model"], row["Method"]): row for row in _table_rows(section)}
     assert list(next(iter(rows.values()))) == ["Model", "Method", "Trainable", "+ head", "SST-2", "MRPC", "RTE", "Avg."]
     lora = rows[("minilm-l6-h384", "LoRA r=8 α=8 Wq+Wv, preset paper")]
     assert (lora["Trainable"], lora["+ head"]) == ("73,728", "0.222M")
     assert (lora["SST-2"], lora["RTE"], lora["Avg."]) == (
-        "91.0 ±3.0 (n=5)",
-        "65.0 ±5.0 (n=3; 1 incomplete)",
+        "91.0 (89.0–95.0; n=5)",  # the median and the lowest and highest seed, not a symmetric ±
+        "65.0 (60.0–70.0; n=3; 1 incomplete)",
         "— (2/8 tasks)",
     )
     assert lora["MRPC"] == "missing"  # MRPC ran only in the target sweep, not in the paper's setting
@@ -234,11 +234,46 @@ def test_runs_started_from_an_adapter_are_marked_and_never_pooled_with_pretraine
     write_run(tmp_path, (MINILM, "task=sst2"), 0, 0.85)
     files = write_report([tmp_path], tmp_path / "out")
     assert sorted(files.groups.loc[files.groups["task"] == "mrpc", "init_from"]) == ["mnli adapter", "pretrained"]
-    section = _section(files.markdown.read_text(), "### GLUE: LoRA vs full", "### GLUE: ours vs the paper")
+    section = _section(files.markdown.read_text(), "### GLUE: LoRA vs full", "### GLUE: training budget")
     rows = {row["Method"]: row for row in _table_rows(section) if row["Model"] == "minilm-l6-h384"}
     assert rows["LoRA r=8 α=8 Wq+Wv, preset paper"]["MRPC"] == "80.0 (n=1)"
     assert rows["LoRA r=8 α=8 Wq+Wv, preset paper"]["SST-2"] == "85.0 (n=1)"
     assert rows["LoRA r=8 α=8 Wq+Wv, preset paper (other start)"]["MRPC"] == "90.0 (n=1) †"
+
+
+def test_table2_rows_span_tasks_of_different_budgets_and_never_pool_two_budgets(tmp_path: Path) -> None:
+    # Each task has one epoch budget for every method (conf/experiment/minilm_*.yaml): RTE 20, STS-B 10.
+    for method, steps in (("lora", 1560), ("full_ft", 3120)):
+        for seed in range(3):  # the best epoch is the 2nd, 3rd, 4th
+            scores = [0.5 + 0.1 * (epoch == seed + 1) for epoch in range(4)]
+            write_run(tmp_path, (MINILM, "task=rte", f"method={method}", "train.epochs=20"), seed, 0, steps=steps,
+                      epoch_scores=scores)  # fmt: skip
+        write_run(tmp_path, (MINILM, "task=stsb", f"method={method}", "train.epochs=10"), 0, 0.8, steps=900)
+    write_run(tmp_path, (MINILM, "task=rte", "method=lora", "train.epochs=5"), 0, 0.4, steps=390)  # another budget
+    files = write_report([tmp_path], tmp_path / "out")
+    markdown = files.markdown.read_text()
+    section = _section(markdown, "### GLUE: LoRA vs full", "### GLUE: training budget")
+    rows = {row["Method"]: row for row in _table_rows(section) if row["Model"] == "minilm-l6-h384"}
+    assert list(rows) == [
+        "LoRA r=8 α=8 Wq+Wv, preset paper",
+        "LoRA r=8 α=8 Wq+Wv, preset paper (other budget: 5 epochs)",
+        "Full FT, preset paper",
+    ]
+    lora = rows["LoRA r=8 α=8 Wq+Wv, preset paper"]
+    assert (lora["RTE"], lora["STS-B"]) == ("60.0 (60.0–60.0; n=3)", "80.0 (n=1)")  # one row across the tasks' budgets
+    other = rows["LoRA r=8 α=8 Wq+Wv, preset paper (other budget: 5 epochs)"]
+    assert (other["RTE"], other["STS-B"]) == ("40.0 (n=1)", "missing")  # the 5-epoch run is not pooled
+    assert "Training budget, epochs: RTE 5 (LoRA) / 20 (Full FT, LoRA), STS-B 10 " in section
+    assert "(the paper's RoBERTa LoRA recipe: RTE 80, STS-B 40)" in section
+    budget = {
+        row["Method"]: row for row in _table_rows(_section(markdown, "### GLUE: training budget", "### GLUE: ours"))
+    }
+    assert list(budget) == list(rows)
+    assert budget["LoRA r=8 α=8 Wq+Wv, preset paper"]["RTE"] == "20 ep · 1,560 steps · best ep. 3 (2–4)"
+    assert budget["LoRA r=8 α=8 Wq+Wv, preset paper (other budget: 5 epochs)"]["RTE"] == "5 ep · 390 steps · best ep. 1"
+    assert budget["Full FT, preset paper"]["STS-B"] == "10 ep · 900 steps · best ep. 1"
+    data = pd.read_csv(files.tables["glue_budget"][0])
+    assert sorted(data.loc[data["task"] == "rte", "epochs"]) == [5, 20, 20]
 
 
 def test_ours_vs_paper_differences(report) -> None:
@@ -271,7 +306,7 @@ def test_rank_table(report) -> None:
     rows = {(row["Task"], row["Configuration"]): row for row in _table_rows(section)}
     sst2 = rows[("SST-2", "LoRA α=8 Wq+Wv, preset paper")]
     cells = [sst2[f"r={r}"] for r in (1, 2, 4, 8, 16, 32, 64)]
-    assert cells == ["80.0 (n=1)", "81.0 (n=1)", "82.0 (n=1)", "91.0 ±3.0 (n=5)", "missing", "missing", "missing"]
+    assert cells == ["80.0 (n=1)", "81.0 (n=1)", "82.0 (n=1)", "91.0 (89.0–95.0; n=5)", "missing", "missing", "missing"]
     assert rows[("E2E", "LoRA Wq+Wv, α=32 (Table 18)")]["r=64"] == "69.24"
     assert "paper: GPT-2 M" in section and "68.72" in section
 
@@ -314,8 +349,29 @@ def test_e2e_table_units_and_paper_rows(report) -> None:
     assert "| paper: GPT-2 M | LoRA (Table 3)" in md and "70.4 ±0.1" in md and "8.85 ±0.02" in md
 
 
+def test_e2e_runs_waiting_for_scoring_read_pending_not_zero_or_failed(tmp_path: Path) -> None:
+    write_run(tmp_path, ("model=smollm2-135m",), 0, 0.70, family="e2e", steps=5258)
+    full_ft = ("model=smollm2-135m", "method=full_ft")
+    write_run(tmp_path, full_ft, 0, 0.0, family="e2e", steps=5258, scoring_pending=True)
+    write_run(tmp_path, full_ft, 1, 0.66, family="e2e", steps=5258)
+    files = write_report([tmp_path], tmp_path / "out")
+    group = _group(files.groups, method="full_ft")
+    assert (group["n"], group["n_pending"], group["n_failed"], group["median"]) == (1, 1, 0, pytest.approx(66.0))
+    section = _section(files.markdown.read_text(), "### E2E NLG (paper Table 3", "### E2E: ours vs the paper")
+    rows = {(row["Model"], row["Method"].split(",")[0]): row for row in _table_rows(section)}
+    ours = rows[("smollm2-135m", "Full FT")]
+    assert (ours["BLEU"], ours["CIDEr"]) == ("66.0 (n=1; 1 scoring pending)", "2.40 (n=1; 1 scoring pending)")
+    assert ours["Budget"] == "5 ep · 5,258 steps"
+    assert rows[("paper: GPT-2 M", "LoRA (Table 3)")]["Budget"] == "5 ep"
+    write_run(tmp_path, full_ft, 1, 0.0, family="e2e", scoring_pending=True)  # now no seed is scored
+    files = write_report([tmp_path], tmp_path / "out")
+    section = _section(files.markdown.read_text(), "### E2E NLG (paper Table 3", "### E2E: ours vs the paper")
+    ours = next(row for row in _table_rows(section) if row["Method"].startswith("Full FT"))
+    assert ours["BLEU"] == "2 scoring pending" and "0.0" not in ours["BLEU"]
+
+
 def test_every_table_has_csv_and_latex(report) -> None:
-    expected = {"glue_methods", "glue_vs_paper", "rank", "alpha", "targets", "e2e", "e2e_vs_paper"}
+    expected = {"glue_methods", "glue_budget", "glue_vs_paper", "rank", "alpha", "targets", "e2e", "e2e_vs_paper"}
     expected |= {"configurations", "failures", "incomplete"}
     assert set(report.tables) == expected
     for csv, tex in report.tables.values():
@@ -410,6 +466,11 @@ def test_console_table(results: Path) -> None:
     line = next(row for row in text.splitlines() if "SST-2" in row and "LoRA r=8 α=8 Wq+Wv, preset paper" in row)
     assert "91.00" in line and "89.00–95.00" in line and "73,728" in line
     assert "FAILED seed 1" in text and "CUDA out of memory" in text and "UNREADABLE" in text
+
+
+def test_console_lists_an_incomplete_run_without_an_error_as_just_its_directory(tmp_path: Path) -> None:
+    run_dir = make_incomplete_run(tmp_path, (MINILM, "task=rte", "method=bitfit"), 0)
+    assert console_table(load_runs([tmp_path])).splitlines() == [f"INCOMPLETE seed 0 {run_dir}"]  # no ": nan"
 
 
 def test_cli_writes_to_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
