@@ -27,7 +27,7 @@ import pandas as pd
 from experiments.reporting import plots, tables
 from experiments.reporting.aggregate import aggregate, format_count
 from experiments.reporting.analyses import analysis_markdown, find_analyses, read_analysis
-from experiments.reporting.curves import training_curves
+from experiments.reporting.curves import dev_curves_by_task, training_curves
 from experiments.reporting.runs import load_runs
 from experiments.reporting.tables import TASK_NAMES, Table
 from experiments.schema import RUNS_DIR
@@ -38,7 +38,7 @@ REPORT_NAME = "report.md"
 FILES_DIR = "report"
 TABLE_NAMES = ("glue_methods", "glue_budget", "glue_vs_paper", "rank", "alpha", "targets", "e2e", "e2e_vs_paper")
 TABLE_NAMES += ("configurations", "failures", "incomplete")
-FIGURE_NAMES = ("rank", "params", "targets")
+FIGURE_NAMES = ("rank", "params", "targets", "dev_curves")
 CURVES_DIR = "curves"  # report/curves/<model>_<task>_<id>.png: each configuration's training curves
 
 
@@ -154,6 +154,9 @@ def write_report(
             path = plot(groups, files_dir / f"{name}.png")
             if path is not None:
                 figures[name] = path
+    dev_curves = plots.plot_dev_curves(dev_curves_by_task(runs, tables.in_table2), files_dir / "dev_curves.png")
+    if dev_curves is not None:
+        figures["dev_curves"] = dev_curves
     curve_sets = training_curves(runs)
     for curves in curve_sets:
         name = f"{CURVES_DIR}/{curves.key}"
@@ -192,6 +195,7 @@ def write_report(
             "GLUE (paper Table 2)",
             block("glue_methods", "No GLUE runs in the paper's settings. Run `make glue` or `make sweep-methods`.")
             + ([table_markdown(built["glue_budget"])] if built.get("glue_budget") else [])
+            + _figure(figures, "dev_curves", "dev score vs epoch per task and method, median and range over seeds", out)
             + block("glue_vs_paper", "Nothing to set beside the paper yet."),
         ),
         _section(

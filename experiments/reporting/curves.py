@@ -1,5 +1,7 @@
 """Training curves for the report: per configuration, each seed's logged training loss (``train_log.jsonl``) and
-its per-epoch evaluation metric (the history in ``result.json``), both against the optimizer step.
+its per-epoch evaluation metric (the history in ``result.json``), both against the optimizer step; and per task,
+the dev metric after each epoch of every chosen configuration (the Table 2 rows), the median over seeds with the
+seeds' range, so a reader sees whether the budget reached a plateau.
 
 Runs that logged neither (older runs, hand-made result files) are skipped, and so is a configuration none of
 whose seeds logged anything.
@@ -9,18 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from experiments.methods import display
 from experiments.reporting.aggregate import GROUP_KEYS
 from experiments.reporting.runs import GLUE_SCALE
 from experiments.step_log import STEP_LOG_FILE, read_step_log
 
-__all__ = ["CurveSet", "SeedCurve", "training_curves"]
+__all__ = ["CurveSet", "DevCurve", "SeedCurve", "TaskCurves", "dev_curves_by_task", "training_curves"]
 
 # The per-epoch value a family's curve shows when its main metric is only measured at the end (E2E's BLEU).
 _EPOCH_FALLBACK = "valid_loss"
@@ -112,3 +116,81 @@ def training_curves(runs: pd.DataFrame) -> list[CurveSet]:
             )
         )
     return sets
+
+
+@dataclass(frozen=True)
+class DevCurve:
+    """One configuration's dev metric after each epoch: the median over the seeds that reached the epoch, and the
+    lowest and highest of them (display units)."""
+
+    label: str
+    method: str
+    epochs: tuple[int, ...]
+    median: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    n_seeds: int
+    budget: int | None  # train.epochs
+
+
+@dataclass(frozen=True)
+class TaskCurves:
+    """The dev curves of one (model, task): one per configuration chosen (a method's Table 2 row and budget)."""
+
+    family: str
+    model: str
+    task: str
+    metric: str
+    scale: float
+    curves: tuple[DevCurve, ...]
+
+
+def _epoch_points(history: Sequence[Mapping[str, Any]], metric: str) -> dict[int, float]:
+    return {
+        int(entry["epoch"]): float(entry[metric])
+        for entry in history
+        if isinstance(entry.get("epoch"), int | float) and isinstance(entry.get(metric), int | float)
+    }
+
+
+def dev_curves_by_task(runs: pd.DataFrame, chosen: Callable[[pd.Series], bool]) -> list[TaskCurves]:
+    """Per (family, model, task), the per-epoch dev metric of each configuration whose runs ``chosen`` accepts
+    (configurations as the report groups them, so two budgets or starting points are two curves); only
+    configurations with two or more evaluated epochs are drawn."""
+    if not len(runs):
+        return []
+    completed = runs[(runs["status"] == "completed") & runs["variant_key"].notna()]
+    completed = completed[[bool(chosen(row)) for _, row in completed.iterrows()]] if len(completed) else completed
+    out = []
+    for (family, model, task), of_task in completed.groupby(["family", "model", "task"], sort=True):
+        main = of_task["main_metric"].dropna()
+        metric = main.iloc[0] if len(main) else None
+        if not metric:
+            continue
+        scale = GLUE_SCALE if family == "glue" else 1.0
+        curves = []
+        for (_, init_from), group in of_task.groupby(["variant_key", "init_from"], sort=True):
+            per_seed = [_epoch_points(_run_logs(Path(path))[1], metric) for path in group["path"]]
+            per_seed = [points for points in per_seed if points]
+            epochs = sorted({epoch for points in per_seed for epoch in points})
+            if len(epochs) < 2:
+                continue
+            values = [[points[e] * scale for points in per_seed if e in points] for e in epochs]
+            budget = group["epochs"].dropna()
+            start = "" if init_from == "pretrained" else f"; from {init_from}"
+            curves.append(
+                DevCurve(
+                    label=group["variant"].iloc[0] + start,
+                    method=str(group["method"].iloc[0]),
+                    epochs=tuple(epochs),
+                    median=tuple(statistics.median(v) for v in values),
+                    low=tuple(min(v) for v in values),
+                    high=tuple(max(v) for v in values),
+                    n_seeds=len(per_seed),
+                    budget=int(budget.iloc[0]) if len(budget) else None,
+                )
+            )
+        if curves:
+            curves.sort(key=lambda c: (display(c.method).order, c.label))
+            out.append(TaskCurves(family, model, task, metric, scale, tuple(curves)))
+    return out

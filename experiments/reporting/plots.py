@@ -17,10 +17,10 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from experiments.methods import display
 from experiments.paper_numbers import TABLE5_BUDGETS, TABLE18
-from experiments.reporting.curves import CurveSet
+from experiments.reporting.curves import CurveSet, TaskCurves
 from experiments.reporting.tables import TASK_NAMES, paper_model, rank_series, target_budget
 
-__all__ = ["plot_params", "plot_rank", "plot_targets", "plot_training_curves"]
+__all__ = ["plot_dev_curves", "plot_params", "plot_rank", "plot_targets", "plot_training_curves"]
 
 _METRIC_NAMES = {
     "accuracy": "accuracy",
@@ -250,4 +250,48 @@ def plot_training_curves(curves: CurveSet, path: Path) -> Path:
         if axis.lines:
             axis.legend(fontsize="x-small", loc="best")
     _suptitle(figure, f"{_title(curves.model, curves.task)}: {curves.label}")
+    return _save(figure, path)
+
+
+def _short_labels(curves: TaskCurves) -> list[str]:
+    """The method's name where it tells the panel's curves apart, else the whole configuration."""
+    short = [display(c.method).label for c in curves.curves]
+    labels = short if len(set(short)) == len(short) else [c.label for c in curves.curves]
+    return [
+        f"{label} ({c.budget} ep, n={c.n_seeds})" if c.budget else f"{label} (n={c.n_seeds})"
+        for label, c in zip(labels, curves.curves, strict=True)
+    ]
+
+
+def plot_dev_curves(tasks: Sequence[TaskCurves], path: Path) -> Path | None:
+    """The dev metric after each epoch, one panel per (model, task), one curve per configuration: the median
+    over seeds, a band from the lowest to the highest seed, the best epoch of the median marked. None when no
+    configuration evaluated two epochs."""
+    if not tasks:
+        return None
+    order = {key: index for index, key in enumerate(_panel_order([(t.family, t.model, t.task) for t in tasks]))}
+    tasks = sorted(tasks, key=lambda t: order[(t.family, t.model, t.task)])
+    figure, axes = _panels(len(tasks), height=3.4)
+    for ax, panel in zip(axes, tasks, strict=True):
+        colours_used: dict[str, int] = {}
+        for curve, label in zip(panel.curves, _short_labels(panel), strict=True):
+            shown = display(curve.method)
+            repeat = colours_used.get(curve.method, 0)
+            colours_used[curve.method] = repeat + 1
+            colour = shown.colour if not repeat else f"C{(repeat + 3) % 10}"
+            ax.plot(curve.epochs, curve.median, color=colour, marker=shown.marker, markersize=3, label=label)
+            ax.fill_between(curve.epochs, curve.low, curve.high, color=colour, alpha=0.18, linewidth=0)
+            best = max(range(len(curve.median)), key=lambda i: curve.median[i])
+            ax.plot(curve.epochs[best], curve.median[best], color=colour, marker="*", markersize=11)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        name = _METRIC_NAMES.get(panel.metric, panel.metric)
+        ax.set_ylabel(f"dev {name}" + (f" ×{panel.scale:g}" if panel.scale != 1 else ""))
+        ax.set_title(_title(panel.model, panel.task))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", loc="lower right")
+    _suptitle(
+        figure,
+        "Dev score per epoch: median over seeds, band = lowest to highest seed, ★ = best epoch",
+    )
     return _save(figure, path)

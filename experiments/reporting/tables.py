@@ -42,6 +42,7 @@ __all__ = [
     "glue_budget_table",
     "glue_methods_table",
     "glue_vs_paper_table",
+    "in_table2",
     "incomplete_table",
     "models_note",
     "paper_model",
@@ -204,6 +205,11 @@ def _long_rows(groups: pd.DataFrame, extra: Callable[[pd.Series], dict[str, Any]
 
 
 # --- GLUE -------------------------------------------------------------------------------------------------
+
+
+def in_table2(row: pd.Series) -> bool:
+    """Whether a run or configuration belongs in the Table 2 layout: GLUE, in the paper's setting of its method."""
+    return row["family"] == "glue" and _is_paper_setting(row)
 
 
 def _table2_groups(groups: pd.DataFrame) -> pd.DataFrame:

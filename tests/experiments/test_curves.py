@@ -1,13 +1,16 @@
 """Training curves in the report: read from synthetic run folders (step log + per-epoch history), one figure per
-configuration with a line per seed, linked from report.md; runs that logged nothing are skipped."""
+configuration with a line per seed, linked from report.md; runs that logged nothing are skipped. Dev curves per
+task: the median and range over seeds after each epoch, per Table 2 configuration, beside Table 2."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
 from experiments.report import write_report
-from experiments.reporting.curves import training_curves
+from experiments.reporting.curves import dev_curves_by_task, training_curves
 from experiments.reporting.runs import load_runs
 from experiments.results import RESULT_FILE
 from experiments.step_log import STEP_LOG_FILE
@@ -80,3 +83,40 @@ def test_report_without_logged_runs_says_so(tmp_path: Path) -> None:
     files = write_report([tmp_path / "results"], tmp_path / "out")
     assert not [name for name in files.figures if name.startswith("curves/")]
     assert "*No run logged its training (train_log.jsonl).*" in files.markdown.read_text(encoding="utf-8")
+
+
+def test_dev_curves_per_task_pool_seeds_of_one_configuration_only(tmp_path: Path) -> None:
+    from experiments.reporting.tables import in_table2
+
+    rte = (MINILM, "task=rte", "train.epochs=3")
+    for seed, scores in enumerate([[0.50, 0.60, 0.62], [0.54, 0.58, 0.61], [0.52, 0.66, 0.60]]):
+        write_run(tmp_path, (*rte, "method=lora"), seed, 0, steps=30, epoch_scores=scores)
+    write_run(tmp_path, (*rte, "method=full_ft"), 0, 0, steps=60, epoch_scores=[0.6, 0.7, 0.7])
+    write_run(tmp_path, (MINILM, "task=rte", "method=lora", "train.epochs=2"), 0, 0, epoch_scores=[0.4, 0.45])
+    write_run(tmp_path, (*rte, "method=lora", "method.r=2"), 0, 0, epoch_scores=[0.1, 0.2, 0.3])  # rank sweep
+    write_run(tmp_path, (MINILM, "task=stsb", "method=bitfit"), 0, 0.8)  # one evaluation: no curve
+    (panel,) = dev_curves_by_task(load_runs([tmp_path]), in_table2)
+    assert (panel.model, panel.task, panel.metric, panel.scale) == ("minilm-l6-h384", "rte", "accuracy", 100.0)
+    by_budget = {(c.method, c.budget): c for c in panel.curves}
+    assert set(by_budget) == {("lora", 3), ("lora", 2), ("full_ft", 3)}  # two budgets: two curves; r=2 left out
+    lora = by_budget[("lora", 3)]
+    assert lora.epochs == (1, 2, 3) and lora.n_seeds == 3
+    assert lora.median == pytest.approx((52.0, 60.0, 61.0))
+    assert (lora.low, lora.high) == (pytest.approx((50.0, 58.0, 60.0)), pytest.approx((54.0, 66.0, 62.0)))
+    assert by_budget[("lora", 2)].median == pytest.approx((40.0, 45.0))
+
+
+def test_report_shows_the_dev_curves_beside_table_2(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    for method in ("lora", "bitfit"):
+        for seed in range(2):
+            write_run(tmp_path / "results", (MINILM, "task=rte", f"method={method}"), seed, 0,
+                      epoch_scores=[0.5, 0.6 + seed / 10, 0.65])  # fmt: skip
+    files = write_report([tmp_path / "results"], tmp_path / "out")
+    markdown = files.markdown.read_text(encoding="utf-8")
+    glue = markdown[markdown.index("## GLUE (paper Table 2)") : markdown.index("## Rank r")]
+    assert "](report/dev_curves.png)" in glue
+    assert imread(files.figures["dev_curves"])[..., :3].std() > 0.05
+    files = write_report([tmp_path / "results" / "glue" / "minilm-l6-h384" / "rte" / "no-such"], tmp_path / "out")
+    assert "dev_curves" not in files.figures and not (tmp_path / "out" / "report" / "dev_curves.png").exists()
