@@ -195,7 +195,17 @@ def write_report(
             "GLUE (paper Table 2)",
             block("glue_methods", "No GLUE runs in the paper's settings. Run `make glue` or `make sweep-methods`.")
             + ([table_markdown(built["glue_budget"])] if built.get("glue_budget") else [])
-            + _figure(figures, "dev_curves", "dev score vs epoch per task and method, median and range over seeds", out)
+            + (
+                [
+                    "**Dev curves** of the Table 2 configurations (does the budget reach a plateau?): the dev score "
+                    "after each epoch, the median over seeds with a band from the lowest to the highest seed; ★ marks "
+                    "the epoch where that median peaks. The table's cells take each seed's own best epoch, so they "
+                    "sit at or above the curve's peak.\n\n"
+                    + _figure(figures, "dev_curves", "dev score vs epoch per task and method", out)[0]
+                ]
+                if "dev_curves" in figures
+                else []
+            )
             + block("glue_vs_paper", "Nothing to set beside the paper yet."),
         ),
         _section(

@@ -289,7 +289,7 @@ def plot_dev_curves(tasks: Sequence[TaskCurves], path: Path) -> Path | None:
         ax.set_ylabel(f"dev {name}" + (f" ×{panel.scale:g}" if panel.scale != 1 else ""))
         ax.set_title(_title(panel.model, panel.task))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="x-small", loc="lower right")
+        ax.legend(fontsize="x-small", loc="best")
     _suptitle(
         figure,
         "Dev score per epoch: median over seeds, band = lowest to highest seed, ★ = best epoch",
