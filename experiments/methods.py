@@ -156,6 +156,11 @@ class BitFit(Method):
     recipe = "bitfit"
 
     def _make_trainable(self, model: nn.Module, trained_whole: Sequence[str]) -> list[str]:
+        if not any(param_name.endswith("bias") for param_name, _ in model.named_parameters()):
+            raise ValueError(
+                f"method=bitfit trains bias terms, and {type(model).__name__} has none (Llama-style models have "
+                "no biases); choose method=lora or method=full_ft for this model"
+            )
         for param_name, param in model.named_parameters():
             param.requires_grad = param_name.endswith("bias") or lora.in_modules(param_name, trained_whole)
         return []

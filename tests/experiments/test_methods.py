@@ -51,6 +51,11 @@ def test_train_pooler_on_a_model_without_one_is_refused(tiny_roberta) -> None:
         apply_method(tiny_roberta, LORA, ["classifier"], train_pooler=True)
 
 
+def test_bitfit_on_a_model_without_biases_is_refused_by_name(tiny_llama) -> None:
+    with pytest.raises(ValueError, match=r"method=bitfit trains bias terms, and LlamaForCausalLM has none"):
+        apply_method(tiny_llama, {"name": "bitfit"}, [])
+
+
 def test_evaluation_runs_the_training_forward_in_bf16() -> None:
     """eval() leaves LoRA unmerged: a merged W0 + dW rounded to bf16 would score another function."""
     model = _tiny_bert(dropout=0.0)
