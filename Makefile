@@ -14,7 +14,7 @@ FAMILY ?= glue
 GLUE_TASKS ?= mnli,sst2,mrpc,cola,qnli,qqp,rte,stsb
 # Jobs of one multirun that share the machine (the joblib launcher), e.g. JOBS=10 for small models on one GPU.
 JOBS ?= 1
-PARALLEL := launcher=joblib hydra.launcher.n_jobs=$(JOBS)
+PARALLEL := $(if $(filter 1,$(JOBS)),,launcher=joblib hydra.launcher.n_jobs=$(JOBS))
 
 .PHONY: install test lint format clean glue glue-quick glue-minilm e2e e2e-quick e2e-smollm2 report reference-report analysis bench bench-quick \
 	sweep-rank sweep-alpha sweep-targets sweep-seeds sweep-methods
@@ -48,9 +48,9 @@ glue: $(STAMP)
 glue-quick: $(STAMP)
 	$(PY) -m experiments.quick glue
 
-# Table 2 on the real stand-in here (MiniLM, ../shared/data/glue): the five tasks with training data x LoRA / full FT /
-# BitFit, 5 seeds (3 for SST-2), the budgets of conf/experiment/minilm_*.yaml. The committed reference runs:
-#   make glue-minilm JOBS=10 ARGS="results_dir=results logger=csv model.name_or_path=DIR"
+# Table 2 on the real stand-in here (MiniLM): the five tasks with training data x LoRA / full FT / BitFit, 5 seeds
+# (3 for SST-2), the budgets of conf/experiment/minilm_*.yaml, e.g.
+#   make glue-minilm JOBS=10 ARGS="data.dir=../shared/data/glue model.name_or_path=DIR"
 glue-minilm: $(STAMP)
 	$(PY) -m experiments.glue --multirun experiment=minilm_rte,minilm_stsb,minilm_mrpc,minilm_cola \
 		method=lora,full_ft,bitfit seed=0,1,2,3,4 $(PARALLEL) $(ARGS)
@@ -60,8 +60,9 @@ glue-minilm: $(STAMP)
 e2e: $(STAMP)
 	$(PY) -m experiments.e2e --multirun model=gpt2-medium method=lora,full_ft $(ARGS)
 
-# Table 3 on the stand-in here (SmolLM2-135M, ../shared/data/e2e): LoRA and full FT, 2 seeds, one epoch
-# (conf/experiment/smollm2_e2e.yaml). BitFit has nothing to train there: a Llama model has no biases.
+# Table 3 on the stand-in here (SmolLM2-135M): LoRA and full FT, 2 seeds, one epoch (conf/experiment/smollm2_e2e.yaml;
+# BitFit has nothing to train in a Llama model: no biases), e.g.
+#   make e2e-smollm2 ARGS="data.dir=../shared/data/e2e model.name_or_path=DIR"
 e2e-smollm2: $(STAMP)
 	$(PY) -m experiments.e2e --multirun experiment=smollm2_e2e method=lora,full_ft seed=0,1 $(PARALLEL) $(ARGS)
 

@@ -156,13 +156,14 @@ class BitFit(Method):
     recipe = "bitfit"
 
     def _make_trainable(self, model: nn.Module, trained_whole: Sequence[str]) -> list[str]:
-        if not any(param_name.endswith("bias") for param_name, _ in model.named_parameters()):
+        params = dict(model.named_parameters())
+        if not any(name.endswith("bias") for name in params):
             raise ValueError(
                 f"method=bitfit trains bias terms, and {type(model).__name__} has none (Llama-style models have "
                 "no biases); choose method=lora or method=full_ft for this model"
             )
-        for param_name, param in model.named_parameters():
-            param.requires_grad = param_name.endswith("bias") or lora.in_modules(param_name, trained_whole)
+        for name, param in params.items():
+            param.requires_grad = name.endswith("bias") or lora.in_modules(name, trained_whole)
         return []
 
 

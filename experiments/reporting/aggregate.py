@@ -80,28 +80,25 @@ def format_count(low: float | None, high: float | None = None) -> str:
 
 def format_cell(
     median: float,
-    spread: float,
+    low: float,
+    high: float,
     n: int,
     n_failed: int = 0,
     n_incomplete: int = 0,
     digits: int = 1,
     repeated_seeds: str = "",
     n_pending: int = 0,
-    low: float | None = None,
-    high: float | None = None,
 ) -> str:
-    """``median (min–max; n=k)`` (``median ±half-range (n=k)`` when only the spread is given), naming failed,
-    incomplete, scoring-pending and repeated seeds; "missing" with no run."""
+    """``median (min–max; n=k)`` (``median (n=1)`` for one seed), naming failed, incomplete, scoring-pending and
+    repeated seeds; "missing" with no run."""
     notes = [f"{n_failed} failed"] if n_failed else []
     notes += [f"{n_incomplete} incomplete"] if n_incomplete else []
     notes += [f"{n_pending} scoring pending"] if n_pending else []
     notes += [f"seed {repeated_seeds} repeated"] if repeated_seeds else []
     if n == 0 or median is None or (isinstance(median, float) and math.isnan(median)):
         return ", ".join(notes) if notes else "missing"
-    if n > 1 and low is not None and high is not None:
-        return f"{median:.{digits}f} ({'; '.join([f'{low:.{digits}f}–{high:.{digits}f}', f'n={n}', *notes])})"
-    body = f"{median:.{digits}f}" + (f" ±{spread:.{digits}f}" if n > 1 else "")
-    return f"{body} ({'; '.join([f'n={n}', *notes])})"
+    seeds_range = [f"{low:.{digits}f}–{high:.{digits}f}"] if n > 1 else []
+    return f"{median:.{digits}f} ({'; '.join([*seeds_range, f'n={n}', *notes])})"
 
 
 def cell_from(row: pd.Series | None, prefix: str = "", digits: int = 1) -> str:
@@ -110,9 +107,8 @@ def cell_from(row: pd.Series | None, prefix: str = "", digits: int = 1) -> str:
     if row is None:
         return "missing"
     median, low, high = row[f"{prefix}median"], row[f"{prefix}min"], row[f"{prefix}max"]
-    spread = (high - low) / 2 if not (math.isnan(low) or math.isnan(high)) else math.nan
     repeated = row.get("repeated_seeds") or ""
     pending = row.get("n_pending")
     pending = 0 if pending is None or (isinstance(pending, float) and math.isnan(pending)) else int(pending)
     counts = int(row["n"]), int(row["n_failed"]), int(row["n_incomplete"])
-    return format_cell(median, spread, *counts, digits, repeated, pending, low, high)
+    return format_cell(median, low, high, *counts, digits, repeated, pending)

@@ -27,6 +27,7 @@ from experiments.paper_numbers import (
     PaperRow,
     paper_row,
 )
+from experiments.recipes import E2ERecipe
 from experiments.reporting.aggregate import cell_from, format_count
 
 __all__ = [
@@ -75,7 +76,6 @@ TABLE18_DIGITS = {"BLEU": 2, "NIST": 2, "METEOR": 1, "ROUGE_L": 1, "CIDEr": 2}  
 E2E_NAMES = {"BLEU": "BLEU", "NIST": "NIST", "METEOR": "METEOR", "ROUGE_L": "ROUGE-L", "CIDEr": "CIDEr"}
 _ATTENTION = ("Wq", "Wk", "Wv", "Wo")
 _BUDGET = 8  # r x number of matrices in every Table 5 pair
-TABLE3_LORA_EPOCHS = 5  # the paper's LoRA epochs on E2E (its Table 11)
 GLUE_UNITS = (
     "GLUE dev set, the best epoch of each run (as the paper), x100: accuracy (MNLI matched, SST-2, MRPC, QNLI, "
     "QQP, RTE), Matthews correlation (CoLA), Pearson (STS-B)."
@@ -246,8 +246,9 @@ def _table2_rows(selected: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, d
         series = series.assign(_o=series["method"].map(_method_order)).sort_values(["_o", "budget_series"])
         for _, first in series.iterrows():
             members = of_model[of_model["budget_series_key"] == first["budget_series_key"]]
-            ordered = members.assign(_fewer=-members["n"])  # the budget with the most seeds takes the first row
-            for layer, cells in enumerate(_cells_by_column(ordered, lambda g: g["task"], ("_fewer", "epochs"))):
+            # the budget with the most seeds takes the first row; of two with as many seeds, the longer one
+            ordered = members.assign(_fewer=-members["n"], _shorter=-members["epochs"].fillna(0))
+            for layer, cells in enumerate(_cells_by_column(ordered, lambda g: g["task"], ("_fewer", "_shorter"))):
                 epochs = sorted({_epochs(g["epochs"]) for g in cells.values()}, key=lambda e: (len(e), e))
                 if any(g["init_from"] != "pretrained" for g in cells.values()):
                     suffix = " (other start)"
@@ -737,7 +738,7 @@ def e2e_table(groups: pd.DataFrame) -> Table | None:
                 "Model": f"paper: {PAPER_MODEL_NAMES[reference]}",
                 "Method": f"{name} ({paper.source})",
                 "Trainable": paper.trainable,
-                "Budget": f"{TABLE3_LORA_EPOCHS} ep" if paper.method == "lora" else "—",
+                "Budget": f"{E2ERecipe.epochs} ep" if paper.method == "lora" else "—",
             }
             rows.append(row | {E2E_NAMES[m]: _paper_cell(paper, m, E2E_DIGITS[m]) for m in E2E_METRICS})
     ranks = sorted({int(r) for r in e2e.loc[e2e["r"].notna(), "r"]} & set(TABLE18) - {4})

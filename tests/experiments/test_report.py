@@ -276,6 +276,20 @@ def test_table2_rows_span_tasks_of_different_budgets_and_never_pool_two_budgets(
     assert sorted(data.loc[data["task"] == "rte", "epochs"]) == [5, 20, 20]
 
 
+def test_of_two_budgets_with_as_many_seeds_the_longer_takes_the_first_row(tmp_path: Path) -> None:
+    for epochs, score in (("5", 0.4), ("20", 0.6)):
+        write_run(tmp_path, (MINILM, "task=rte", f"train.epochs={epochs}"), 0, score)
+    write_run(tmp_path, (MINILM, "task=rte", "method=full_ft", "train.epochs=20"), 0, 0.7)
+    section = _section(write_report([tmp_path], tmp_path / "out").markdown.read_text(), "### GLUE: LoRA vs full",
+                       "### GLUE: training budget")  # fmt: skip
+    rows = {row["Method"]: row["RTE"] for row in _table_rows(section) if row["Model"] == "minilm-l6-h384"}
+    assert rows == {
+        "LoRA r=8 α=8 Wq+Wv, preset paper": "60.0 (n=1)",  # beside full FT's 20 epochs, not the 5-epoch run
+        "LoRA r=8 α=8 Wq+Wv, preset paper (other budget: 5 epochs)": "40.0 (n=1)",
+        "Full FT, preset paper": "70.0 (n=1)",
+    }
+
+
 def test_ours_vs_paper_differences(report) -> None:
     data = pd.read_csv(report.tables["glue_vs_paper"][0])
     lora = _row(data, task="sst2", variant="LoRA r=8 α=8 Wq+Wv, preset paper")
