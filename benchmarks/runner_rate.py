@@ -1,0 +1,140 @@
+"""The runner's pace against its own bare training step: same model, method, batches, precision and device.
+
+    python -m benchmarks.runner_rate glue experiment=minilm_rte data.dir=DIR model.name_or_path=DIR \
+        method=lora train.max_steps=500
+
+First one job runs through the real runner (``experiments.run``: collation, the step loop's bookkeeping, the
+progress bar, the step log, checkpoints) into a temporary results folder, and its ``train_steps_per_s`` is read
+(optimizer steps per second of training; evaluation is left out by the runner itself). Then, in the same process,
+the same model and method are built again, the runner's first ``train.max_steps`` batches (its seeded epoch order)
+are collated and moved to the device beforehand, and forward + backward + gradient clipping + AdamW + ``zero_grad``
+are timed on them with nothing else in the way, after three untimed steps on the first of them (the runner ran
+first, cold, so the comparison leans against the runner). The ratio runner / bare is the share of the runner's
+time that trains; for E2E add data.max_eval_mrs=1, since the runner decodes the test set after training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import device_name, markdown_table, write_jsonl
+from experiments.config import compose_config
+from experiments.distributed import setup_distributed
+from experiments.methods import get_method
+from experiments.run import run, train_settings
+from experiments.runner import plain_config
+from experiments.tasks import FAMILIES
+from experiments.training import epoch_batches, resolve_precision, store_frozen_matmul_params
+
+__all__ = ["bare_steps_per_s", "main", "measure"]
+
+UNTIMED_STEPS = 3
+COLUMNS = ("task", "model", "method", "batch", "steps", "runner_steps_per_s", "bare_steps_per_s", "runner_vs_bare")
+
+
+def bare_steps_per_s(plain: dict[str, Any], family: str) -> float:
+    """Optimizer steps per second of the runner's step alone on the runner's own first batches."""
+    task = FAMILIES[family](plain)
+    method = get_method(plain["method"])
+    settings = train_settings(plain["train"], plain["seed"])
+    device = setup_distributed(plain["device"]).device
+    task.load(device)
+    torch.manual_seed(plain["seed"])
+    model = task.build_model()
+    method.prepare(model, plain["model"]["head_modules"], plain["model"].get("train_pooler", False))
+    model.to(device).train()
+    precision = resolve_precision(settings.precision, device)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if amp_dtype is not None and settings.frozen_weights_in_compute_dtype:
+        store_frozen_matmul_params(model, amp_dtype)
+    groups = [g for g in method.param_groups(model, settings.lr, settings.weight_decay) if g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, fused=device.type == "cuda")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    items, steps = task.train_items, settings.max_steps
+    per_epoch = -(-len(items) // settings.batch_size)
+    epochs = [epoch_batches(len(items), settings.batch_size, settings.seed, e) for e in range(-(-steps // per_epoch))]
+    order = [epochs[step // per_epoch][step % per_epoch] for step in range(steps)]
+    batches = [
+        (
+            {k: v.to(device) for k, v in task.collate([items[i] for i in b]).items()},
+            sum(task.item_count(items[i]) for i in b),
+        )
+        for b in order
+    ]
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+
+    def step(batch: dict[str, torch.Tensor], norm: int) -> None:
+        with autocast:
+            loss = task.loss_sum(model, batch) / norm
+        loss.backward()
+        if settings.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for batch, norm in batches[:UNTIMED_STEPS]:
+        step(batch, norm)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    for batch, norm in batches:
+        step(batch, norm)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return steps / (time.perf_counter() - started)
+
+
+def measure(family: str, overrides: list[str]) -> dict[str, Any]:
+    """One row: the runner's and the bare step's rates on the job ``overrides`` describe (needs train.max_steps)."""
+    with tempfile.TemporaryDirectory() as results:
+        cfg = compose_config(family, [*overrides, f"results_dir={results}", "logger=none", "overwrite=true"])
+        plain = plain_config(cfg)
+        if not plain["train"]["max_steps"]:
+            raise SystemExit("benchmarks.runner_rate needs train.max_steps=N (the steps both loops time)")
+        result = run(cfg, family)
+    runner_rate = result["train_steps_per_s"]
+    bare_rate = bare_steps_per_s(plain, family)
+    return {
+        "task": plain["task"]["name"],
+        "model": plain["model"]["name"],
+        "method": plain["method"]["name"],
+        "batch": plain["train"]["batch_size"],
+        "steps": result["steps"],
+        "runner_steps_per_s": runner_rate,
+        "bare_steps_per_s": bare_rate,
+        "runner_vs_bare": runner_rate / bare_rate,
+        "device": device_name(setup_distributed(plain["device"]).device),
+        "overrides": [_portable(override) for override in overrides],
+    }
+
+
+def _portable(override: str) -> str:
+    """An override with a machine path as its value reads ``key=DIR``, so the committed record names no machine."""
+    key, _, value = override.partition("=")
+    return f"{key}=DIR" if value.startswith(("/", "~")) else override
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("family", choices=sorted(FAMILIES))
+    parser.add_argument("overrides", nargs="+", help="the job's Hydra overrides, train.max_steps=N among them")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for runner_rate.{md,jsonl}")
+    args = parser.parse_args(argv)
+    row = measure(args.family, args.overrides)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(args.out / "runner_rate.jsonl", [row])
+    table = markdown_table([row], COLUMNS)
+    command = f"python -m benchmarks.runner_rate {args.family} {' '.join(row['overrides'])}"
+    (args.out / "runner_rate.md").write_text(f"{row['device']}\n\n    {command}\n\n{table}\n", encoding="utf-8")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
