@@ -7,11 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["model_fingerprint", "sha256_file", "tokenizer_fingerprint"]
+__all__ = ["CODE_ROOT", "code_fingerprint", "model_fingerprint", "sha256_file", "tokenizer_fingerprint"]
 
 # What determines a model's outputs; tokenizer files and READMEs do not change the weights.
 _MODEL_FILES = ("*.safetensors", "*.bin", "*.pt", "*.gguf", "config.json")
 _CHUNK = 1 << 20
+# The checkout (or installed tree) whose code runs: the folder holding the lora and experiments packages.
+CODE_ROOT = Path(__file__).resolve().parent.parent
+# What decides what a run computes: the library, the runners and the configs they compose.
+_CODE_FILES = ("lora/**/*.py", "experiments/**/*.py", "conf/**/*.yaml")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -21,6 +25,19 @@ def sha256_file(path: str | Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def code_fingerprint(root: Path = CODE_ROOT) -> str:
+    """``sha256:<hex>`` over the harness's code and configs (relative names and bytes, sorted).
+
+    A result records it beside the git commit, which cannot tell which edits a ``+dirty`` tree held, nor see code
+    that was copied without its repository: hashing a commit's checkout the same way says whether it made the run.
+    """
+    digest = hashlib.sha256()
+    files = sorted({p for pattern in _CODE_FILES for p in root.glob(pattern) if p.is_file()})
+    for path in files:
+        digest.update(f"{path.relative_to(root).as_posix()}\0{sha256_file(path)}\n".encode())
+    return f"sha256:{digest.hexdigest()}"
 
 
 def model_fingerprint(name_or_path: str) -> str | None:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from experiments.atomic import write_json_atomic
+from experiments.fingerprints import CODE_ROOT, code_fingerprint
 
 __all__ = [
     "FAILURE_FILE",
@@ -76,16 +77,15 @@ def method_tag(cfg: Mapping[str, Any]) -> str:
 
 
 def _git_commit() -> str | None:
+    """The commit of the checkout whose code runs (not of the working directory), ``+dirty`` with tracked edits."""
+
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(CODE_ROOT), *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True, timeout=5).stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}{'+dirty' if dirty else ''}"
@@ -111,6 +111,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         },
         "cuda": torch.version.cuda,
         "git_commit": _git_commit(),
+        "code": code_fingerprint(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
