@@ -87,3 +87,29 @@ def test_mnli_reports_matched_and_records_mismatched() -> None:
 def test_e2e_task_is_refused_by_the_glue_runner() -> None:
     with pytest.raises(ValueError, match="task=e2e is not a GLUE task"):
         task_from_config({"name": "e2e", "family": "e2e"})
+
+
+@pytest.mark.parametrize("task", ["sst2", "mrpc", "cola", "rte", "stsb"])
+@pytest.mark.parametrize("method", METHODS)
+def test_the_minilm_presets_keep_each_recipe_and_share_one_budget_per_task(task: str, method: str) -> None:
+    from experiments.runner import checked_config
+
+    preset = compose_config("glue", [f"experiment=minilm_{task}", f"method={method}"])
+    recipe = compose_config("glue", ["model=minilm-l6-h384", f"task={task}", f"method={method}"])
+    _, plain = checked_config(preset, "glue")
+    assert (plain["model"]["name"], plain["task"]["name"]) == ("minilm-l6-h384", task)
+    assert (plain["train"]["lr"], plain["train"]["batch_size"]) == (recipe.train.lr, recipe.train.batch_size)
+    budgets = {m: compose_config("glue", [f"experiment=minilm_{task}", f"method={m}"]).train.epochs for m in METHODS}
+    assert set(budgets.values()) == {plain["train"]["epochs"]}
+
+
+def test_the_smollm2_preset_validates_for_the_methods_it_runs() -> None:
+    from experiments.runner import checked_config
+
+    for method in ("lora", "full_ft"):
+        _, plain = checked_config(compose_config("e2e", ["experiment=smollm2_e2e", f"method={method}"]), "e2e")
+        assert (plain["model"]["name"], plain["train"]["epochs"], plain["decode"]["num_beams"]) == (
+            "smollm2-135m",
+            1,
+            10,
+        )
