@@ -36,8 +36,8 @@ __all__ = ["ReportFiles", "console_table", "latex_text", "main", "print_summary"
 
 REPORT_NAME = "report.md"
 FILES_DIR = "report"
-TABLE_NAMES = ("glue_methods", "glue_budget", "glue_vs_paper", "rank", "alpha", "targets", "e2e", "e2e_vs_paper")
-TABLE_NAMES += ("configurations", "failures", "incomplete")
+TABLE_NAMES = ("glue_methods", "glue_budget", "glue_significance", "glue_vs_paper", "rank", "alpha", "targets")
+TABLE_NAMES += ("e2e", "e2e_vs_paper", "configurations", "failures", "incomplete")
 FIGURE_NAMES = ("rank", "params", "targets", "dev_curves")
 CURVES_DIR = "curves"  # report/curves/<model>_<task>_<id>.png: each configuration's training curves
 
@@ -167,6 +167,7 @@ def write_report(
         built = {
             "glue_methods": tables.glue_methods_table(groups),
             "glue_budget": tables.glue_budget_table(groups),
+            "glue_significance": tables.glue_significance_table(groups, runs),
             "glue_vs_paper": tables.glue_vs_paper_table(groups),
             "rank": tables.rank_table(groups),
             "alpha": tables.alpha_table(groups),
@@ -206,6 +207,7 @@ def write_report(
                 if "dev_curves" in figures
                 else []
             )
+            + ([table_markdown(built["glue_significance"])] if built.get("glue_significance") else [])
             + block("glue_vs_paper", "Nothing to set beside the paper yet."),
         ),
         _section(

@@ -10,7 +10,7 @@ import pandas as pd
 
 from experiments.reporting.runs import COLUMNS, E2E_SCALES
 
-__all__ = ["GROUP_KEYS", "aggregate", "cell_from", "format_cell", "format_count"]
+__all__ = ["GROUP_KEYS", "aggregate", "cell_from", "format_cell", "format_count", "seed_scores"]
 
 GROUP_KEYS = ["family", "model", "task", "variant_key", "init_from"]
 _PER_SEED = ("status", "seed", "score", *E2E_SCALES, "steps", "best_epoch", "scoring_pending", "error", "path")
@@ -22,6 +22,19 @@ def _stats(values: pd.Series, prefix: str) -> dict[str, float]:
     if finite.empty:
         return {f"{prefix}median": math.nan, f"{prefix}min": math.nan, f"{prefix}max": math.nan}
     return {f"{prefix}median": finite.median(), f"{prefix}min": finite.min(), f"{prefix}max": finite.max()}
+
+
+def _scored(runs: pd.DataFrame) -> pd.DataFrame:
+    """The seeds that count in a cell: completed, with a main score."""
+    return runs[(runs["status"] == "completed") & runs["score"].notna()]
+
+
+def seed_scores(runs: pd.DataFrame, group: pd.Series) -> list[float]:
+    """The per-seed scores behind one row of :func:`aggregate` (those its median, min, max and n are of), by seed."""
+    mask = pd.Series(True, index=runs.index)
+    for key in GROUP_KEYS:
+        mask &= runs[key] == group[key]
+    return _scored(runs[mask]).sort_values("seed")["score"].astype(float).tolist()
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
@@ -36,7 +49,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for keys, group in placed.groupby(GROUP_KEYS, sort=True, dropna=False):
         completed = group[group["status"] == "completed"]
-        scored = completed[completed["score"].notna()]
+        scored = _scored(group)
         pending = completed[completed["score"].isna() & completed["scoring_pending"].fillna(False).astype(bool)]
         row = dict(zip(GROUP_KEYS, keys, strict=True))
         row |= {column: group[column].dropna().iloc[0] if group[column].notna().any() else None for column in _FIRST}

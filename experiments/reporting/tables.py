@@ -8,12 +8,14 @@ reads "missing".
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
+from scipy.stats import mannwhitneyu
 
 from experiments.methods import display, rank_stabilised
 from experiments.paper_numbers import (
@@ -28,7 +30,7 @@ from experiments.paper_numbers import (
     paper_row,
 )
 from experiments.recipes import E2ERecipe
-from experiments.reporting.aggregate import cell_from, format_count
+from experiments.reporting.aggregate import cell_from, format_count, seed_scores
 
 __all__ = [
     "PAPER_MODEL_NAMES",
@@ -42,6 +44,7 @@ __all__ = [
     "failures_table",
     "glue_budget_table",
     "glue_methods_table",
+    "glue_significance_table",
     "glue_vs_paper_table",
     "in_table2",
     "incomplete_table",
@@ -232,8 +235,16 @@ def _paper_glue(group: pd.Series) -> dict[str, Any]:
     }
 
 
-def _table2_rows(selected: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, dict[Hashable, pd.Series]]]:
-    """The rows of the Table 2 layout as (model, label, the row's configurations, task -> configuration).
+class _Table2Row(NamedTuple):
+    model: str
+    label: str
+    members: pd.DataFrame  # the row's configurations, every budget and start
+    cells: dict[Hashable, pd.Series]  # task -> the configuration in this row
+    first: bool  # the row's first layer: per task, the budget with the most seeds, from pretrained weights first
+
+
+def _table2_rows(selected: pd.DataFrame) -> list[_Table2Row]:
+    """The rows of the Table 2 layout, in order.
 
     A row is a method's configuration with the epoch budget left out (each task has its own budget, shared by
     the methods; the budget table beside Table 2 states it). A row and task with runs of two budgets or two
@@ -254,7 +265,8 @@ def _table2_rows(selected: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, d
                     suffix = " (other start)"
                 else:
                     suffix = f" (other budget: {'/'.join(epochs)} epochs)"
-                out.append((str(model), first["budget_series"] + (suffix if layer else ""), members, cells))
+                label = first["budget_series"] + (suffix if layer else "")
+                out.append(_Table2Row(str(model), label, members, cells, layer == 0))
     return out
 
 
@@ -295,7 +307,7 @@ def glue_methods_table(groups: pd.DataFrame) -> Table | None:
         return None
     tasks = _tasks(groups[groups["family"] == "glue"])
     rows: list[dict[str, str]] = []
-    for model, label, members, cells in _table2_rows(selected):
+    for model, label, members, cells, _ in _table2_rows(selected):
         row = {
             "Model": model,
             "Method": label,
@@ -377,7 +389,7 @@ def glue_budget_table(groups: pd.DataFrame) -> Table | None:
         return None
     tasks = _tasks(groups[groups["family"] == "glue"])
     rows = []
-    for model, label, _, cells in _table2_rows(selected):
+    for model, label, _, cells, _ in _table2_rows(selected):
         row = {"Model": model, "Method": label}
         rows.append(row | {TASK_NAMES.get(t, t): _budget_cell(cells.get(t)) for t in tasks})
     data = _long_rows(selected, lambda g: {k: g.get(k) for k in ("epochs", "steps_min", "steps_max")})
@@ -393,6 +405,89 @@ def glue_budget_table(groups: pd.DataFrame) -> Table | None:
         ]
     )
     return Table("glue_budget", "GLUE: training budget behind each cell", caption, pd.DataFrame(rows), data)
+
+
+_COMPARED = (("lora", "full_ft"), ("lora", "bitfit"))  # (first, second) methods of the seed-noise table
+_COMPARED_ALIKE = ("preset", "epochs", "init_from")  # what two compared cells share
+
+
+def _p_value(p: float) -> str:
+    if math.isnan(p):
+        return "—"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _comparison(
+    runs: pd.DataFrame, first: _Table2Row, second: _Table2Row, task: str
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """One row of the seed-noise table, (display, data): ``first``'s cell on ``task`` against ``second``'s."""
+    one, two = first.cells[task], second.cells[task]
+    first_scores, second_scores = seed_scores(runs, one), seed_scores(runs, two)
+    delta = one["median"] - two["median"] if first_scores and second_scores else math.nan
+    u, p = math.nan, math.nan
+    if len(first_scores) >= 2 and len(second_scores) >= 2:
+        test = mannwhitneyu(first_scores, second_scores, alternative="two-sided")
+        u, p = float(test.statistic), float(test.pvalue)
+    shown = {
+        "Model": first.model,
+        "Task": TASK_NAMES.get(task, task),
+        "First": first.label,
+        "Second": second.label,
+        "Δ median (first − second)": "—" if math.isnan(delta) else f"{delta:+.2f}",
+        "n (first / second)": f"{len(first_scores)} / {len(second_scores)}",
+        "p (Mann–Whitney U)": _p_value(p),
+    }
+    data = (
+        {"family": "glue", "model": first.model, "task": task, "main_metric": one["main_metric"]}
+        | {"first": first.label, "second": second.label, "first_method": one["method"]}
+        | {"second_method": two["method"]}
+        | {k: one[k] for k in _COMPARED_ALIKE}
+        | {"median_first": one["median"], "median_second": two["median"], "delta": delta}
+        | {"n_first": len(first_scores), "n_second": len(second_scores), "u": u, "p": p}
+        | {"seeds_first": one["seeds"], "seeds_second": two["seeds"]}
+        | {"scores_first": " ".join(f"{v:.4f}" for v in first_scores)}
+        | {"scores_second": " ".join(f"{v:.4f}" for v in second_scores)}
+    )
+    return shown, data
+
+
+def glue_significance_table(groups: pd.DataFrame, runs: pd.DataFrame) -> Table | None:
+    """LoRA against full FT and against BitFit on each task of the Table 2 layout, in the cells of each method's
+    first row: the difference of the medians and a two-sided Mann-Whitney U test over the per-seed scores."""
+    selected = _table2_groups(groups)
+    if selected.empty:
+        return None
+    first_rows = [row for row in _table2_rows(selected) if row.first]
+    rows, data = [], []
+    for model in sorted({row.model for row in first_rows}):
+        for task in _tasks(selected):
+            present = [row for row in first_rows if row.model == model and task in row.cells]
+            for methods in _COMPARED:
+                for first, second in itertools.product(present, present):
+                    one, two = first.cells[task], second.cells[task]
+                    if (one["method"], two["method"]) == methods and all(one[k] == two[k] for k in _COMPARED_ALIKE):
+                        shown, long = _comparison(runs, first, second, task)
+                        rows.append(shown)
+                        data.append(long)
+    if not rows:
+        return None
+    caption = " ".join(
+        [
+            models_note(selected),
+            "Does LoRA differ from full FT and BitFit by more than the seeds do? For each task, the cells of each "
+            "method's first row in the Table 2 layout above (compared where preset, epoch budget and starting "
+            "weights are the same): Δ = the first median − the second (x100, as in Table 2), n = the seeds with a "
+            "score on each side, p = the two-sided Mann–Whitney U test (scipy.stats.mannwhitneyu: exact up to 8 "
+            "seeds a side when no two scores tie, else the normal approximation with a tie correction) of the "
+            "per-seed scores, each run's best-epoch dev score as in Table 2.",
+            "The seeds are not paired (seed k of one method shares nothing with seed k of the other but the "
+            "number), so the test compares two independent samples. With 5 vs 5 seeds the smallest possible p is "
+            "2/252 ≈ 0.008: a p there is as strong as five seeds a side can show. p reads — with fewer than 2 seeds "
+            "on a side. One test per row, with no correction for the number of rows.",
+        ]
+    )
+    title = "GLUE: LoRA − full FT and LoRA − BitFit against seed noise (Mann–Whitney U)"
+    return Table("glue_significance", title, caption, pd.DataFrame(rows), pd.DataFrame(data))
 
 
 def glue_vs_paper_table(groups: pd.DataFrame) -> Table | None:

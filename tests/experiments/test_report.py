@@ -4,6 +4,7 @@ paper's numbers (checked against ../shared/PAPER.md), plots, CSV/LaTeX files and
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import statistics
@@ -137,7 +138,12 @@ def _section(markdown: str, start: str, end: str) -> str:
 
 def _table_rows(section: str) -> list[dict[str, str]]:
     """The first markdown table in ``section`` as dicts keyed by its header."""
-    lines = [line for line in section.splitlines() if line.startswith("|")]
+    lines = list(
+        itertools.takewhile(
+            lambda line: line.startswith("|"),
+            itertools.dropwhile(lambda line: not line.startswith("|"), section.splitlines()),
+        )
+    )
     split = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines]
     return [dict(zip(split[0], row, strict=True)) for row in split[2:]]
 
@@ -290,6 +296,53 @@ def test_of_two_budgets_with_as_many_seeds_the_longer_takes_the_first_row(tmp_pa
     }
 
 
+RTE_LORA = [0.61, 0.63, 0.60, 0.64, 0.62]
+RTE_FULL_FT = [0.58, 0.59, 0.615, 0.57, 0.605]
+SEED_NOISE = "### GLUE: LoRA − full FT and LoRA − BitFit against seed noise"
+
+
+def test_seed_noise_table_compares_the_first_rows_of_table_2_by_mann_whitney(tmp_path: Path) -> None:
+    from scipy.stats import mannwhitneyu
+
+    for seed, (lora, full_ft) in enumerate(zip(RTE_LORA, RTE_FULL_FT, strict=True)):
+        write_run(tmp_path, (MINILM, "task=rte", "method=lora", "train.epochs=20"), seed, lora)
+        write_run(tmp_path, (MINILM, "task=rte", "method=full_ft", "train.epochs=20"), seed, full_ft)
+        write_run(tmp_path, (MINILM, "task=rte", "method.r=4"), seed, 0.90 + seed / 100)  # not a Table 2 setting
+    write_run(tmp_path, (MINILM, "task=rte", "method=bitfit", "train.epochs=20"), 0, 0.55)  # one seed
+    for seed, score in enumerate([0.40, 0.41]):  # LoRA at another budget: Table 2's second LoRA row
+        write_run(tmp_path, (MINILM, "task=rte", "method=lora", "train.epochs=5"), seed, score)
+    write_run(tmp_path, (MINILM, "task=rte", "method=full_ft", "train.epochs=5"), 0, 0.45)
+    files = write_report([tmp_path], tmp_path / "out")
+    markdown = files.markdown.read_text()
+    assert markdown.index("### GLUE: training budget") < markdown.index(SEED_NOISE) < markdown.index("### GLUE: ours")
+    section = _section(markdown, SEED_NOISE, "### GLUE: ours")
+    assert "seeds are not paired" in section and "smallest possible p is 2/252 ≈ 0.008" in section
+    rows = {(row["Task"], row["Second"]): row for row in _table_rows(section)}
+    assert list(rows) == [("RTE", "Full FT, preset paper"), ("RTE", "BitFit, preset paper")]
+    lora, full_ft = [100 * s for s in RTE_LORA], [100 * s for s in RTE_FULL_FT]
+    expected = mannwhitneyu(lora, full_ft, alternative="two-sided").pvalue
+    assert rows[("RTE", "Full FT, preset paper")] == {
+        "Model": "minilm-l6-h384",
+        "Task": "RTE",
+        "First": "LoRA r=8 α=8 Wq+Wv, preset paper",  # the 20-epoch row, not the 5-epoch one or r=4
+        "Second": "Full FT, preset paper",
+        "Δ median (first − second)": f"{statistics.median(lora) - statistics.median(full_ft):+.2f}",
+        "n (first / second)": "5 / 5",
+        "p (Mann–Whitney U)": f"{expected:.3f}",
+    }
+    assert rows[("RTE", "Full FT, preset paper")]["Δ median (first − second)"] == "+3.00"
+    bitfit = rows[("RTE", "BitFit, preset paper")]
+    assert (bitfit["Δ median (first − second)"], bitfit["n (first / second)"]) == ("+7.00", "5 / 1")
+    assert bitfit["p (Mann–Whitney U)"] == "—"  # one seed on a side: no test
+    data = pd.read_csv(files.tables["glue_significance"][0])
+    versus = _row(data, task="rte", second_method="full_ft")
+    assert versus["p"] == pytest.approx(expected) and versus["delta"] == pytest.approx(3.0)
+    assert (versus["epochs"], versus["n_first"], versus["n_second"]) == (20, 5, 5)
+    assert [float(v) for v in versus["scores_first"].split()] == pytest.approx(lora)
+    assert np.isnan(_row(data, task="rte", second_method="bitfit")["p"])
+    assert "\\caption{" in files.tables["glue_significance"][1].read_text()
+
+
 def test_ours_vs_paper_differences(report) -> None:
     data = pd.read_csv(report.tables["glue_vs_paper"][0])
     lora = _row(data, task="sst2", variant="LoRA r=8 α=8 Wq+Wv, preset paper")
@@ -385,8 +438,8 @@ def test_e2e_runs_waiting_for_scoring_read_pending_not_zero_or_failed(tmp_path: 
 
 
 def test_every_table_has_csv_and_latex(report) -> None:
-    expected = {"glue_methods", "glue_budget", "glue_vs_paper", "rank", "alpha", "targets", "e2e", "e2e_vs_paper"}
-    expected |= {"configurations", "failures", "incomplete"}
+    expected = {"glue_methods", "glue_budget", "glue_significance", "glue_vs_paper", "rank", "alpha", "targets"}
+    expected |= {"e2e", "e2e_vs_paper", "configurations", "failures", "incomplete"}
     assert set(report.tables) == expected
     for csv, tex in report.tables.values():
         assert len(pd.read_csv(csv)) > 0
