@@ -3,7 +3,6 @@ name, before anything is loaded and without writing anything, in the working dir
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from experiments.cli import INTERRUPTED, command
+from tests.experiments.entry_point import run_main_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,22 +38,9 @@ def _main_in_process(
     tmp_path: Path, family: str, override: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> tuple[object, str]:
     """The command's own entry point in this process (its exit code and stderr), from an empty directory."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    main = importlib.import_module(f"experiments.{family}").main
-    monkeypatch.setattr(sys, "argv", [family, f"results_dir={tmp_path / 'runs'}", override])
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    (tmp_path / "cwd").mkdir()
-    monkeypatch.chdir(tmp_path / "cwd")
-    # `python -m experiments.glue` runs the module as __main__, so Hydra finds ../conf from its file; say so here.
-    monkeypatch.setattr(main.__wrapped__.__wrapped__, "__module__", "__main__")
-    GlobalHydra.instance().clear()
-    try:
-        with pytest.raises(SystemExit) as exited:
-            main()
-    finally:
-        GlobalHydra.instance().clear()
-    return exited.value.code, capsys.readouterr().err
+    code = run_main_in_process(family, [f"results_dir={tmp_path / 'runs'}", override], tmp_path / "cwd", monkeypatch)
+    return code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from experiments.config import CONF_DIR, compose_config
 from experiments.methods import apply_method
 from experiments.recipes import register_resolvers
 from experiments.synthetic import write_glue_folder, write_tiny_roberta
+from tests.experiments.entry_point import run_main_in_process
 from tests.tiny_models import tiny_roberta_config
 
 SWEEPS = sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
@@ -196,15 +196,10 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
 
     It runs in this process (the command's own entry point, with its argv), as the basic launcher runs jobs.
     """
-    from hydra.core.global_hydra import GlobalHydra
-
-    from experiments.glue import main
-
     data = write_glue_folder(tmp_path / "data", n_train=16, n_dev=8)
     model = write_tiny_roberta(tmp_path / "model")
     results = tmp_path / "results"
     argv = [
-        "glue",
         "sweep=rank",
         "method.r=0,2",
         "method.targets=[Wx],[Wq]",
@@ -215,19 +210,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
         f"hydra.sweep.dir={tmp_path / 'multirun'}",
         "train.epochs=1",
     ]
-    monkeypatch.setattr(sys, "argv", argv)
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    # `python -m experiments.glue` runs the module as __main__, so Hydra finds ../conf from its file; say so here.
-    monkeypatch.setattr(main.__wrapped__.__wrapped__, "__module__", "__main__")
-    GlobalHydra.instance().clear()
-    try:
-        with pytest.raises(SystemExit) as exited:
-            main()
-    finally:
-        GlobalHydra.instance().clear()
-    assert exited.value.code == 1
+    assert run_main_in_process("glue", argv, tmp_path / "cwd", monkeypatch) == 1
     table = capsys.readouterr().out.split("Sweep summary")[-1]
     assert "4 jobs: 1 done, 0 skipped (already complete), 3 failed" in table
     assert table.count("failed   ConfigError: method.r=0 is not allowed (allowed: an integer >= 1)") == 2
@@ -245,7 +228,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
     refused = [json.loads(p.read_text()) for p in (tmp_path / "multirun").glob("*/failure.json")]
     assert [r["error"].split(" is not")[0] for r in refused] == ["ConfigError: method.r=0"] * 2
     assert {p.parent for p in results.rglob(".hydra")} == {failure.parent, result.parent}  # Hydra's folder = run's
-    assert not any(cwd.iterdir())  # nothing in the working directory: no outputs/ or multirun/
+    assert not any((tmp_path / "cwd").iterdir())  # nothing in the working directory: no outputs/ or multirun/
 
     from experiments.report import write_report
 
