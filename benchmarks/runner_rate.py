@@ -7,10 +7,10 @@ First one job runs through the real runner (``experiments.run``: collation, the 
 progress bar, the step log, checkpoints) into a temporary results folder, and its ``train_steps_per_s`` is read
 (optimizer steps per second of training; evaluation is left out by the runner itself). Then, in the same process,
 the same model and method are built again, the runner's first ``train.max_steps`` batches (its seeded epoch order)
-are collated and moved to the device beforehand, and forward + backward + gradient clipping + AdamW + ``zero_grad``
-are timed on them with nothing else in the way, after three untimed steps on the first of them (the runner ran
-first, cold, so the comparison leans against the runner). The ratio runner / bare is the share of the runner's
-time that trains; for E2E add data.max_eval_mrs=1, since the runner decodes the test set after training.
+are collated and moved to the device beforehand, and forward + backward + gradient clipping + the loop's own AdamW
++ ``zero_grad`` are timed on them with nothing else in the way, after three untimed steps on the first of them (the
+runner ran first, cold, so the comparison leans against the runner). The ratio runner / bare is the share of the
+runner's time that trains; for E2E add data.max_eval_mrs=1, since the runner decodes the test set after training.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from experiments.methods import get_method
 from experiments.run import run, train_settings
 from experiments.runner import plain_config
 from experiments.tasks import FAMILIES
-from experiments.training import epoch_batches, resolve_precision, store_frozen_matmul_params
+from experiments.training import adamw, autocast_dtype, epoch_batches, resolve_precision, store_frozen_matmul_params
 
 __all__ = ["bare_steps_per_s", "main", "measure"]
 
@@ -50,12 +50,10 @@ def bare_steps_per_s(plain: dict[str, Any], family: str) -> float:
     model = task.build_model()
     method.prepare(model, plain["model"]["head_modules"], plain["model"].get("train_pooler", False))
     model.to(device).train()
-    precision = resolve_precision(settings.precision, device)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    amp_dtype = autocast_dtype(resolve_precision(settings.precision, device))
     if amp_dtype is not None and settings.frozen_weights_in_compute_dtype:
         store_frozen_matmul_params(model, amp_dtype)
-    groups = [g for g in method.param_groups(model, settings.lr, settings.weight_decay) if g["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=settings.lr, fused=device.type == "cuda")
+    optimizer = adamw(method.param_groups(model, settings.lr, settings.weight_decay), settings, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     items, steps = task.train_items, settings.max_steps
     per_epoch = -(-len(items) // settings.batch_size)

@@ -34,6 +34,8 @@ from experiments.tracking import Tracker, epoch_scalars, replay, step_scalars
 __all__ = [
     "FitOutcome",
     "TrainSettings",
+    "adamw",
+    "autocast_dtype",
     "epoch_batches",
     "fit",
     "micro_batches",
@@ -110,6 +112,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a resolved precision (None: fp32, no autocast)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
 def _matmul_modules() -> tuple[type[nn.Module], ...]:
     kinds: list[type[nn.Module]] = [nn.Linear]
     try:
@@ -157,9 +164,7 @@ def micro_batches(global_batch: Sequence[int], ctx: DistContext, per_device: int
     return [shard[k * per_device : (k + 1) * per_device] for k in range(n_micro)]
 
 
-def _optimizer(
-    param_groups: list[dict[str, Any]], settings: TrainSettings, device: torch.device
-) -> torch.optim.Optimizer:
+def adamw(param_groups: list[dict[str, Any]], settings: TrainSettings, device: torch.device) -> torch.optim.Optimizer:
     """AdamW over the method's parameter groups (each with its own lr and weight decay)."""
     if not any(group["params"] for group in param_groups):
         raise ValueError("the model has no trainable parameters; check the method and its targets")
@@ -224,7 +229,7 @@ def fit(
     """
     device = ctx.device
     precision = resolve_precision(settings.precision, device)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    amp_dtype = autocast_dtype(precision)
     per_device = settings.per_device_batch_size or math.ceil(settings.batch_size / ctx.world_size)
     steps_per_epoch = math.ceil(len(dataset) / settings.batch_size)
     total_steps = settings.epochs * steps_per_epoch
@@ -236,7 +241,7 @@ def fit(
 
     if precision in ("bf16", "fp16") and settings.frozen_weights_in_compute_dtype:
         store_frozen_matmul_params(model, amp_dtype)  # type: ignore[arg-type]
-    optimizer = _optimizer(param_groups, settings, device)
+    optimizer = adamw(param_groups, settings, device)
     scheduler = _linear_schedule(optimizer, warmup, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     checkpointer = Checkpointer(run_dir / "checkpoint", fingerprint)

@@ -60,17 +60,22 @@ def _epoch_metric(history: Sequence[Mapping[str, Any]], main_metric: str | None)
     return None
 
 
+def _history(result_path: Path) -> list[dict[str, Any]]:
+    """A run's per-epoch history from its result file; empty where it has none or it cannot be read."""
+    try:
+        history = json.loads(result_path.read_text(encoding="utf-8"))["metrics"]["per_epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return history if isinstance(history, list) else []
+
+
 def _run_logs(result_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A run's step records and per-epoch history; empty where it has none or they cannot be read."""
     try:
         records = read_step_log(result_path.parent / STEP_LOG_FILE)
     except ValueError:  # a line torn by a kill
         records = []
-    try:
-        history = json.loads(result_path.read_text(encoding="utf-8"))["metrics"]["per_epoch"]
-    except (OSError, ValueError, KeyError, TypeError):
-        history = []
-    return records, history if isinstance(history, list) else []
+    return records, _history(result_path)
 
 
 def _seed_curve(
@@ -170,7 +175,7 @@ def dev_curves_by_task(runs: pd.DataFrame, chosen: Callable[[pd.Series], bool]) 
         scale = GLUE_SCALE if family == "glue" else 1.0
         curves = []
         for (_, init_from), group in of_task.groupby(["variant_key", "init_from"], sort=True):
-            per_seed = [_epoch_points(_run_logs(Path(path))[1], metric) for path in group["path"]]
+            per_seed = [_epoch_points(_history(Path(path)), metric) for path in group["path"]]
             per_seed = [points for points in per_seed if points]
             epochs = sorted({epoch for points in per_seed for epoch in points})
             if len(epochs) < 2:
