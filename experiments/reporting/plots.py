@@ -191,16 +191,18 @@ def plot_targets(groups: pd.DataFrame, path: Path) -> Path | None:
         panel = lora[(lora["family"] == family) & (lora["model"] == model) & (lora["task"] == task)]
         present = set(panel["_budget"])
         order = [b for b in TABLE5_BUDGETS if b in present] + sorted(present - set(TABLE5_BUDGETS))
-        series = list(dict.fromkeys(zip(panel["target_series"], panel["init_from"], strict=True)))
+        # one series per configuration, start and epoch budget (the label leaves the budget out)
+        series = list(panel.groupby(["target_series", "init_from", "epochs"], sort=False, dropna=False))
+        budgets = panel["epochs"].nunique(dropna=False)
         step = 0.5 / len(series)
-        for index, (label, init) in enumerate(series):
-            members = panel[(panel["target_series"] == label) & (panel["init_from"] == init)]
+        for index, ((label, init, epochs), members) in enumerate(series):
             by_budget = dict(zip(members["_budget"], members.itertuples(), strict=True))
             xs = [i + (index - (len(series) - 1) / 2) * step for i, b in enumerate(order) if b in by_budget]
             rows = [by_budget[b] for b in order if b in by_budget]
             medians = pd.Series([r.median for r in rows])
             yerr = _error(medians, pd.Series([r.min for r in rows]), pd.Series([r.max for r in rows]))
             suffix = "" if init == "pretrained" else f"; from {init}"
+            suffix += f"; {epochs:g} ep" if budgets > 1 and pd.notna(epochs) else ""
             ax.errorbar(xs, medians, yerr=yerr, fmt="o", capsize=3, label=label + suffix)
         ax.set_xticks(range(len(order)), [_tick(b) for b in order], fontsize="small")
         ax.set_xlim(-0.5, len(order) - 0.5)

@@ -53,7 +53,7 @@ COLUMNS = [
     "rank_series_key",
     "alpha_series",  # with r, lora_alpha and use_rslora left out: a block of the alpha table
     "alpha_series_key",
-    "target_series",  # with r and targets left out: a block of the target-matrix table
+    "target_series",  # with r, targets and train.epochs left out: a block of the target-matrix table
     "target_series_key",
     "budget_series",  # with train.epochs left out: a row of the Table 2 layout, whose tasks have their own budget
     "budget_series_key",
@@ -260,7 +260,7 @@ _SERIES = {
     "variant": (),
     "rank_series": ("r",),
     "alpha_series": ("r", "lora_alpha", "use_rslora"),
-    "target_series": ("r", "targets"),
+    "target_series": ("r", "targets", "train.epochs"),  # a column per task, each at its own budget
     "budget_series": ("train.epochs",),  # an optional key: leaving it out of a label names no epochs there
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -257,17 +257,25 @@ def _table2_rows(selected: pd.DataFrame) -> list[_Table2Row]:
         series = series.assign(_o=series["method"].map(_method_order)).sort_values(["_o", "budget_series"])
         for _, first in series.iterrows():
             members = of_model[of_model["budget_series_key"] == first["budget_series_key"]]
-            # the budget with the most seeds takes the first row; of two with as many seeds, the longer one
-            ordered = members.assign(_fewer=-members["n"], _shorter=-members["epochs"].fillna(0))
+            ordered = _most_seeds_first(members)
             for layer, cells in enumerate(_cells_by_column(ordered, lambda g: g["task"], ("_fewer", "_shorter"))):
-                epochs = sorted({_epochs(g["epochs"]) for g in cells.values()}, key=lambda e: (len(e), e))
-                if any(g["init_from"] != "pretrained" for g in cells.values()):
-                    suffix = " (other start)"
-                else:
-                    suffix = f" (other budget: {'/'.join(epochs)} epochs)"
-                label = first["budget_series"] + (suffix if layer else "")
+                label = first["budget_series"] + (_spill_suffix(cells) if layer else "")
                 out.append(_Table2Row(str(model), label, members, cells, layer == 0))
     return out
+
+
+def _most_seeds_first(groups: pd.DataFrame) -> pd.DataFrame:
+    """``groups`` with the sort columns that put, per task, the budget with the most seeds first (of two with
+    as many seeds, the longer one), for :func:`_cells_by_column`'s ``then``."""
+    return groups.assign(_fewer=-groups["n"], _shorter=-groups["epochs"].fillna(0))
+
+
+def _spill_suffix(cells: Mapping[Hashable, pd.Series]) -> str:
+    """What sets a spilled row's cells apart from the first row's: another start, else another epoch budget."""
+    if any(g["init_from"] != "pretrained" for g in cells.values()):
+        return " (other start)"
+    epochs = sorted({_epochs(g["epochs"]) for g in cells.values()}, key=lambda e: (len(e), e))
+    return f" (other budget: {'/'.join(epochs)} epochs)"
 
 
 def _epochs(value: Any) -> str:
@@ -276,18 +284,6 @@ def _epochs(value: Any) -> str:
 
 def _budget_line(selected: pd.DataFrame, tasks: list[str]) -> str:
     """Each task's epoch budget in one sentence (per method where the methods' budgets differ)."""
-    parts = []
-    for task in tasks:
-        of_task = selected[selected["task"] == task]
-        if of_task.empty:
-            continue
-        budgets = sorted({_epochs(e) for e in of_task["epochs"]}, key=lambda e: (len(e), e))
-        if len(budgets) == 1:
-            parts.append(f"{TASK_NAMES.get(task, task)} {budgets[0]}")
-        else:
-            methods = {b: of_task.loc[of_task["epochs"].map(_epochs) == b, "method"] for b in budgets}
-            by_budget = [f"{b} ({', '.join(sorted({display(m).label for m in methods[b]}))})" for b in budgets]
-            parts.append(f"{TASK_NAMES.get(task, task)} {' / '.join(by_budget)}")
     paper = [
         f"{TASK_NAMES.get(t, t)} {_epochs(e)}"
         for t in tasks
@@ -295,9 +291,26 @@ def _budget_line(selected: pd.DataFrame, tasks: list[str]) -> str:
     ]
     recipe = f" (the paper's RoBERTa LoRA recipe: {', '.join(paper)})" if paper else ""
     return (
-        f"Training budget, epochs: {', '.join(parts)}{recipe}; optimizer steps and the epoch each run's score "
-        "comes from are in the budget table below."
+        f"Training budget, epochs: {_task_budgets(selected, tasks)}{recipe}; optimizer steps and the epoch each "
+        "run's score comes from are in the budget table below."
     )
+
+
+def _task_budgets(selected: pd.DataFrame, tasks: list[str], name_methods: bool = True) -> str:
+    """'MRPC 20, STS-B 10': each task's epoch budget (naming the methods of each where a task has several)."""
+    parts = []
+    for task in tasks:
+        of_task = selected[selected["task"] == task]
+        if of_task.empty:
+            continue
+        budgets = sorted({_epochs(e) for e in of_task["epochs"]}, key=lambda e: (len(e), e))
+        if len(budgets) == 1 or not name_methods:
+            parts.append(f"{TASK_NAMES.get(task, task)} {' / '.join(budgets)}")
+        else:
+            methods = {b: of_task.loc[of_task["epochs"].map(_epochs) == b, "method"] for b in budgets}
+            by_budget = [f"{b} ({', '.join(sorted({display(m).label for m in methods[b]}))})" for b in budgets]
+            parts.append(f"{TASK_NAMES.get(task, task)} {' / '.join(by_budget)}")
+    return ", ".join(parts)
 
 
 def glue_methods_table(groups: pd.DataFrame) -> Table | None:
@@ -726,10 +739,11 @@ def targets_table(groups: pd.DataFrame) -> Table | None:
         for budget in order:
             chosen = members[members["_budget"] == budget]
             paper = TABLE5.get(budget, {})
-            for layer, cells in enumerate(_cells_by_column(chosen, lambda g: g["task"]) or [{}]):
+            spilled = _cells_by_column(_most_seeds_first(chosen), lambda g: g["task"], ("_fewer", "_shorter"))
+            for layer, cells in enumerate(spilled or [{}]):
                 row = {
                     "Model": model,
-                    "Configuration": members.iloc[0]["target_series"] + (" (other start)" if layer else ""),
+                    "Configuration": members.iloc[0]["target_series"] + (_spill_suffix(cells) if layer else ""),
                     "Targets (r)": _budget_label(budget),
                     "Trainable": _range_of(chosen, "trainable_params") if not chosen.empty else "—",
                 }
@@ -757,6 +771,7 @@ def targets_table(groups: pd.DataFrame) -> Table | None:
             SPREAD_NOTE,
             "GLUE: dev score of the best epoch (x100); E2E: test BLEU (x100). Paper columns: its Table 5, GPT-3 175B "
             "with 18M parameters on MultiNLI and WikiSQL — the shape to compare, not the level.",
+            f"Each task keeps its own epoch budget: {_task_budgets(shown, tasks, name_methods=False)}.",
             "† started from a trained adapter.",
         ]
     )

@@ -403,6 +403,25 @@ def test_targets_table_in_table_5_order_with_the_papers_numbers(report) -> None:
     assert by_target["Wq (r=8)"]["paper WikiSQL (GPT-3)"] == "70.4"
 
 
+def test_targets_table_rows_span_tasks_of_different_budgets_and_never_pool_two_budgets(tmp_path: Path) -> None:
+    # The Table 5 sweep on two tasks, each at its own Table 2 budget (MRPC 20 epochs, STS-B 10).
+    for task, epochs, scores in (("mrpc", 20, (0.74, 0.83)), ("stsb", 10, (0.78, 0.86))):
+        for budget, score in zip(("wq_r8", "all_r2"), scores, strict=True):
+            overrides = (MINILM, f"task={task}", "sweep=targets", f"budget={budget}", f"train.epochs={epochs}")
+            write_run(tmp_path, overrides, 0, score)
+    write_run(tmp_path, (MINILM, "task=mrpc", "sweep=targets", "budget=wq_r8", "train.epochs=5"), 0, 0.5)
+    files = write_report([tmp_path], tmp_path / "out")
+    section = _section(files.markdown.read_text(), "### Which weight matrices", "## E2E NLG")
+    rows = [(row["Configuration"], row["Targets (r)"], row["MRPC"], row["STS-B"]) for row in _table_rows(section)]
+    assert [row for row in rows if row[2:] != ("missing", "missing")] == [
+        ("LoRA α=8, preset paper", "Wq (r=8)", "74.0 (n=1)", "78.0 (n=1)"),  # one row across the tasks' budgets
+        ("LoRA α=8, preset paper (other budget: 5 epochs)", "Wq (r=8)", "50.0 (n=1)", "missing"),  # not pooled
+        ("LoRA α=8, preset paper", "Wq+Wk+Wv+Wo (r=2)", "83.0 (n=1)", "86.0 (n=1)"),
+    ]
+    assert "Each task keeps its own epoch budget: MRPC 5 / 20, STS-B 10." in section
+    assert files.figures["targets"].read_bytes().startswith(PNG_SIGNATURE)
+
+
 def test_e2e_table_units_and_paper_rows(report) -> None:
     data = pd.read_csv(report.tables["e2e"][0])
     lora = data[(data["method"] == "lora") & data["variant"].str.startswith("LoRA r=4 ")].set_index("metric")
