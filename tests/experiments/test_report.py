@@ -301,6 +301,18 @@ RTE_FULL_FT = [0.58, 0.59, 0.615, 0.57, 0.605]
 SEED_NOISE = "### GLUE: LoRA − full FT and LoRA − BitFit against seed noise"
 
 
+def test_seed_noise_p_is_exact_when_scores_tie(tmp_path: Path) -> None:
+    # 3 vs 3 seeds, every LoRA score below every full FT score, two LoRA seeds tied: U = 0, and of the 20 ways to
+    # split six scores into two groups of three, two are as extreme (all three lowest or all three highest on one
+    # side), so p = 2/20 exactly; the normal approximation would read 0.077.
+    for seed, (lora, full_ft) in enumerate(zip((0.873, 0.874, 0.874), (0.888, 0.891, 0.897), strict=True)):
+        write_run(tmp_path, (MINILM, "task=sst2", "method=lora", "train.epochs=2"), seed, lora)
+        write_run(tmp_path, (MINILM, "task=sst2", "method=full_ft", "train.epochs=2"), seed, full_ft)
+    files = write_report([tmp_path], tmp_path / "out")
+    versus = _row(pd.read_csv(files.tables["glue_significance"][0]), task="sst2", second_method="full_ft")
+    assert (versus["u"], versus["p"]) == (0.0, pytest.approx(0.1))
+
+
 def test_seed_noise_table_compares_the_first_rows_of_table_2_by_mann_whitney(tmp_path: Path) -> None:
     from scipy.stats import mannwhitneyu
 
@@ -316,11 +328,11 @@ def test_seed_noise_table_compares_the_first_rows_of_table_2_by_mann_whitney(tmp
     markdown = files.markdown.read_text()
     assert markdown.index("### GLUE: training budget") < markdown.index(SEED_NOISE) < markdown.index("### GLUE: ours")
     section = _section(markdown, SEED_NOISE, "### GLUE: ours")
-    assert "seeds are not paired" in section and "smallest possible p is 2/252 ≈ 0.008" in section
+    assert "seeds are not paired" in section and "smallest possible p is 2/252 ≈ 0.008 with 5 vs 5" in section
     rows = {(row["Task"], row["Second"]): row for row in _table_rows(section)}
     assert list(rows) == [("RTE", "Full FT, preset paper"), ("RTE", "BitFit, preset paper")]
     lora, full_ft = [100 * s for s in RTE_LORA], [100 * s for s in RTE_FULL_FT]
-    expected = mannwhitneyu(lora, full_ft, alternative="two-sided").pvalue
+    expected = mannwhitneyu(lora, full_ft, alternative="two-sided", method="exact").pvalue  # no ties: scipy exact
     assert rows[("RTE", "Full FT, preset paper")] == {
         "Model": "minilm-l6-h384",
         "Task": "RTE",
