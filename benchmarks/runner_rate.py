@@ -4,15 +4,15 @@
         method=lora train.max_steps=500
 
 First one job runs through the real runner (``experiments.run``: collation, the step loop's bookkeeping, the
-progress bar, the step log, checkpoints) into a temporary results folder, and its ``train_steps_per_s`` is read
-(optimizer steps per second of training; evaluation is left out by the runner itself), and so is its all-in rate:
-steps over the run's whole wall time (data and model loading, evaluation after each epoch, checkpoints, the
-saved adapter). Then, in the same process,
-the same model and method are built again, the runner's first ``train.max_steps`` batches (its seeded epoch order)
-are collated and moved to the device beforehand, and forward + backward + gradient clipping + the loop's own AdamW
-+ ``zero_grad`` are timed on them with nothing else in the way, after three untimed steps on the first of them (the
-runner ran first, cold, so the comparison leans against the runner). The ratio runner / bare is the share of the
-runner's time that trains, all-in / bare the share of the whole run. A short job is dominated by the runner's
+progress bar, the step log, checkpoints) into a temporary results folder. Two of its rates are read: its
+``train_steps_per_s`` (optimizer steps per second of training; the runner leaves evaluation out) and its all-in
+rate, steps over its ``wall_time_s`` (from after the inputs are fingerprinted: data and model loading, training,
+evaluation after each epoch, checkpoints, the saved adapter). Then, in the same process, the same model and
+method are built again, the runner's first ``train.max_steps`` batches (its seeded epoch order) are collated and
+moved to the device beforehand, and forward + backward + gradient clipping + the loop's own AdamW + ``zero_grad``
+are timed on them with nothing else in the way, after three untimed steps on the first of them (the runner ran
+first, cold, so the comparison leans against the runner). runner / bare is the share of the runner's training
+time that is the step itself; all-in / bare the share of the whole run. A short job is dominated by the runner's
 first, cold steps; a whole run (train.max_steps = its steps) measures what a user waits for. For E2E add
 data.max_eval_mrs=1, since the runner decodes the test set after training.
 """
@@ -42,7 +42,7 @@ __all__ = ["bare_steps_per_s", "main", "measure"]
 UNTIMED_STEPS = 3
 COLUMNS = (
     *("task", "model", "method", "batch", "steps"),
-    *("runner_steps_per_s", "runner_all_in_steps_per_s", "bare_steps_per_s", "runner_vs_bare", "all_in_vs_bare"),
+    *("runner_steps_per_s", "runner_all_in_steps_per_s", "bare_steps_per_s", "runner_vs_bare", "runner_all_in_vs_bare"),
 )
 
 
@@ -116,7 +116,7 @@ def measure(family: str, overrides: list[str]) -> dict[str, Any]:
         "runner_all_in_steps_per_s": all_in_rate,
         "bare_steps_per_s": bare_rate,
         "runner_vs_bare": runner_rate / bare_rate,
-        "all_in_vs_bare": all_in_rate / bare_rate,
+        "runner_all_in_vs_bare": all_in_rate / bare_rate,
         "device": device_name(setup_distributed(plain["device"]).device),
         "overrides": [_portable(override) for override in overrides],
     }

@@ -22,7 +22,7 @@ def test_the_runner_and_its_bare_step_are_timed_on_the_same_job(tmp_path: Path, 
     assert row["runner_vs_bare"] == pytest.approx(row["runner_steps_per_s"] / row["bare_steps_per_s"])
     # all-in: the whole run's wall time, loading and evaluation included, so never faster than training alone
     assert 0 < row["runner_all_in_steps_per_s"] <= row["runner_steps_per_s"]
-    assert row["all_in_vs_bare"] == pytest.approx(row["runner_all_in_steps_per_s"] / row["bare_steps_per_s"])
+    assert row["runner_all_in_vs_bare"] == pytest.approx(row["runner_all_in_steps_per_s"] / row["bare_steps_per_s"])
     written = (tmp_path / "out" / "runner_rate.md").read_text() + json.dumps(row)
     assert str(tmp_path) not in written and "model.name_or_path=DIR" in written
     assert "runner_vs_bare" in capsys.readouterr().out

@@ -202,7 +202,7 @@ def plot_targets(groups: pd.DataFrame, path: Path) -> Path | None:
             medians = pd.Series([r.median for r in rows])
             yerr = _error(medians, pd.Series([r.min for r in rows]), pd.Series([r.max for r in rows]))
             suffix = "" if init == "pretrained" else f"; from {init}"
-            suffix += f"; {epochs:g} ep" if budgets > 1 and pd.notna(epochs) else ""
+            suffix += f"; {'?' if pd.isna(epochs) else f'{epochs:g}'} ep" if budgets > 1 else ""
             ax.errorbar(xs, medians, yerr=yerr, fmt="o", capsize=3, label=label + suffix)
         ax.set_xticks(range(len(order)), [_tick(b) for b in order], fontsize="small")
         ax.set_xlim(-0.5, len(order) - 0.5)

@@ -257,25 +257,43 @@ def _table2_rows(selected: pd.DataFrame) -> list[_Table2Row]:
         series = series.assign(_o=series["method"].map(_method_order)).sort_values(["_o", "budget_series"])
         for _, first in series.iterrows():
             members = of_model[of_model["budget_series_key"] == first["budget_series_key"]]
-            ordered = _most_seeds_first(members)
-            for layer, cells in enumerate(_cells_by_column(ordered, lambda g: g["task"], ("_fewer", "_shorter"))):
+            for layer, cells in enumerate(_cells_by_task(members)):
                 label = first["budget_series"] + (_spill_suffix(cells) if layer else "")
                 out.append(_Table2Row(str(model), label, members, cells, layer == 0))
     return out
 
 
-def _most_seeds_first(groups: pd.DataFrame) -> pd.DataFrame:
-    """``groups`` with the sort columns that put, per task, the budget with the most seeds first (of two with
-    as many seeds, the longer one), for :func:`_cells_by_column`'s ``then``."""
-    return groups.assign(_fewer=-groups["n"], _shorter=-groups["epochs"].fillna(0))
+def _cells_by_task(groups: pd.DataFrame, main: Mapping[Hashable, Any] | None = None) -> list[dict[Hashable, pd.Series]]:
+    """:func:`_cells_by_column` by task, each task's main epoch budget in the first row: ``main`` (task ->
+    epochs) where given, else the budget with the most seeds (of two with as many seeds, the longer one)."""
+    pairs = zip(groups["task"], groups["epochs"], strict=True)
+    other = [main is not None and _epochs(epochs) != _epochs(main.get(task)) for task, epochs in pairs]
+    ordered = groups.assign(_other=other, _fewer=-groups["n"], _shorter=-groups["epochs"].fillna(0))
+    return _cells_by_column(ordered, lambda g: g["task"], ("_other", "_fewer", "_shorter"))
+
+
+def _main_budgets(groups: pd.DataFrame) -> dict[Hashable, Any]:
+    """Each task's epoch budget with the most seeds across ``groups`` from pretrained weights (of two with as
+    many, the longer one): the budget one table column keeps in every row."""
+    pretrained = groups[groups["init_from"] == "pretrained"]
+    seeds = pretrained.groupby(["task", "epochs"], dropna=False)["n"].sum().reset_index()
+    seeds = seeds.sort_values(["n", "epochs"], ascending=False, na_position="last")
+    return {task: of_task.iloc[0]["epochs"] for task, of_task in seeds.groupby("task", sort=False)}
 
 
 def _spill_suffix(cells: Mapping[Hashable, pd.Series]) -> str:
-    """What sets a spilled row's cells apart from the first row's: another start, else another epoch budget."""
-    if any(g["init_from"] != "pretrained" for g in cells.values()):
-        return " (other start)"
-    epochs = sorted({_epochs(g["epochs"]) for g in cells.values()}, key=lambda e: (len(e), e))
-    return f" (other budget: {'/'.join(epochs)} epochs)"
+    """What sets a spilled row's cells apart from the first row's: another start (†), another epoch budget, or
+    both (a cell from pretrained weights in a spilled row is there for its budget)."""
+    reasons = ["other start"] if any(g["init_from"] != "pretrained" for g in cells.values()) else []
+    budgets = {_epochs(g["epochs"]) for g in cells.values() if g["init_from"] == "pretrained"}
+    if budgets:
+        reasons.append(f"other budget: {'/'.join(sorted(budgets, key=_epoch_order))} epochs")
+    return f" ({'; '.join(reasons)})"
+
+
+def _epoch_order(epochs: str) -> tuple[int, str]:
+    """Sort key of :func:`_epochs` strings: by number ('?' last)."""
+    return (len(epochs) if epochs != "?" else 99, epochs)
 
 
 def _epochs(value: Any) -> str:
@@ -296,16 +314,16 @@ def _budget_line(selected: pd.DataFrame, tasks: list[str]) -> str:
     )
 
 
-def _task_budgets(selected: pd.DataFrame, tasks: list[str], name_methods: bool = True) -> str:
+def _task_budgets(selected: pd.DataFrame, tasks: list[str]) -> str:
     """'MRPC 20, STS-B 10': each task's epoch budget (naming the methods of each where a task has several)."""
     parts = []
     for task in tasks:
         of_task = selected[selected["task"] == task]
         if of_task.empty:
             continue
-        budgets = sorted({_epochs(e) for e in of_task["epochs"]}, key=lambda e: (len(e), e))
-        if len(budgets) == 1 or not name_methods:
-            parts.append(f"{TASK_NAMES.get(task, task)} {' / '.join(budgets)}")
+        budgets = sorted({_epochs(e) for e in of_task["epochs"]}, key=_epoch_order)
+        if len(budgets) == 1:
+            parts.append(f"{TASK_NAMES.get(task, task)} {budgets[0]}")
         else:
             methods = {b: of_task.loc[of_task["epochs"].map(_epochs) == b, "method"] for b in budgets}
             by_budget = [f"{b} ({', '.join(sorted({display(m).label for m in methods[b]}))})" for b in budgets]
@@ -429,12 +447,13 @@ _EXACT_SPLITS = 100_000
 
 
 def _u_method(first: Sequence[float], second: Sequence[float]) -> PermutationMethod | str:
-    """Mann–Whitney's p from every split of the pooled scores where that is cheap (5 vs 5 seeds: 252), else the
-    normal approximation. scipy's default turns to the approximation as soon as two scores tie, which with 3
-    seeds a side reads p = 0.077 where no split can give less than 0.1."""
+    """How Mann–Whitney's p is found: from every split of the pooled scores where that is cheap (5 vs 5 seeds:
+    252 splits), else from U's exact distribution when no two scores tie, else the normal approximation.
+    scipy's default takes the approximation at any tie, which for 3 vs 3 seeds reads p = 0.077 where no split
+    can give less than 0.1."""
     if math.comb(len(first) + len(second), len(first)) <= _EXACT_SPLITS:
         return PermutationMethod(n_resamples=math.inf)
-    return "asymptotic"
+    return "exact" if len({*first, *second}) == len(first) + len(second) else "asymptotic"
 
 
 def _p_value(p: float) -> str:
@@ -452,8 +471,8 @@ def _comparison(
     delta = one["median"] - two["median"] if first_scores and second_scores else math.nan
     u, p = math.nan, math.nan
     if len(first_scores) >= 2 and len(second_scores) >= 2:
-        test = mannwhitneyu(first_scores, second_scores, alternative="two-sided", method=_u_method(first_scores,
-                            second_scores))  # fmt: skip
+        method = _u_method(first_scores, second_scores)
+        test = mannwhitneyu(first_scores, second_scores, alternative="two-sided", method=method)
         u, p = float(test.statistic), float(test.pvalue)
     shown = {
         "Model": first.model,
@@ -505,9 +524,10 @@ def glue_significance_table(groups: pd.DataFrame, runs: pd.DataFrame) -> Table |
             "method's first row in the Table 2 layout above (compared where preset, epoch budget and starting "
             "weights are the same): Δ = the first median − the second (x100, as in Table 2), n = the seeds with a "
             "score on each side, p = the two-sided Mann–Whitney U test of the per-seed scores (each run's "
-            "best-epoch dev score as in Table 2), exact: U against its distribution over every split of the pooled "
-            "scores into two groups of these sizes, ties included (scipy.stats.mannwhitneyu with an exhaustive "
-            "PermutationMethod; the normal approximation beyond 100,000 splits).",
+            "best-epoch dev score as in Table 2): twice the smaller one-sided tail (at most 1) of U's distribution "
+            "over every split of the pooled scores into two groups of these sizes, so exact with tied scores too "
+            "(scipy.stats.mannwhitneyu with an exhaustive PermutationMethod; beyond 100,000 splits, U's exact "
+            "distribution without ties, else the normal approximation).",
             "The seeds are not paired (seed k of one method shares nothing with seed k of the other but the "
             "number), so the test compares two independent samples. The smallest possible p is 2/252 ≈ 0.008 "
             "with 5 vs 5 seeds and 2/20 = 0.1 with 3 vs 3: a p there is as strong as that many seeds can show. "
@@ -749,14 +769,17 @@ def targets_table(groups: pd.DataFrame) -> Table | None:
     shown = pd.concat([m for _, m in blocks])
     tasks = _tasks(shown)
     rows, data = [], []
+    main_budgets: dict[Hashable, set[str]] = {}  # task -> the budgets its columns keep (one per block)
     for (_, model, _), members in blocks:
         present = list(dict.fromkeys(members["_budget"]))
         order = list(TABLE5_BUDGETS) + sorted(b for b in present if b not in TABLE5_BUDGETS)
+        main = _main_budgets(members)
+        for task, epochs in main.items():
+            main_budgets.setdefault(task, set()).add(_epochs(epochs))
         for budget in order:
             chosen = members[members["_budget"] == budget]
             paper = TABLE5.get(budget, {})
-            spilled = _cells_by_column(_most_seeds_first(chosen), lambda g: g["task"], ("_fewer", "_shorter"))
-            for layer, cells in enumerate(spilled or [{}]):
+            for layer, cells in enumerate(_cells_by_task(chosen, main) or [{}]):
                 row = {
                     "Model": model,
                     "Configuration": members.iloc[0]["target_series"] + (_spill_suffix(cells) if layer else ""),
@@ -773,12 +796,18 @@ def targets_table(groups: pd.DataFrame) -> Table | None:
                 rows.append(row)
             for _, group in chosen.iterrows():
                 data.append(
-                    {k: group.get(k) for k in ("family", "model", "task", "target_series", "init_from", "main_metric")}
+                    {k: group.get(k) for k in ("family", "model", "task", "target_series", "init_from", "epochs")}
+                    | {"main_metric": group.get("main_metric")}
                     | {"targets": "+".join(budget[0]), "r": budget[1]}
                     | {k: group.get(k) for k in ("median", "min", "max", "spread", "n", "n_failed", "n_incomplete")}
                     | {"trainable_params": group.get("trainable_params")}
                     | {"paper_gpt3_mnli": paper.get("mnli"), "paper_gpt3_wikisql": paper.get("wikisql")}
                 )
+    kept = ", ".join(
+        f"{TASK_NAMES.get(t, t)} {'/'.join(sorted(main_budgets[t], key=_epoch_order))}"
+        for t in tasks
+        if t in main_budgets
+    )
     caption = " ".join(
         [
             models_note(shown),
@@ -787,8 +816,8 @@ def targets_table(groups: pd.DataFrame) -> Table | None:
             SPREAD_NOTE,
             "GLUE: dev score of the best epoch (x100); E2E: test BLEU (x100). Paper columns: its Table 5, GPT-3 175B "
             "with 18M parameters on MultiNLI and WikiSQL — the shape to compare, not the level.",
-            f"Each task keeps its own epoch budget: {_task_budgets(shown, tasks, name_methods=False)}.",
-            "† started from a trained adapter.",
+            f"Each task's column keeps one epoch budget, the one with the most seeds: {kept}; runs at another "
+            "budget sit in a row marked (other budget), runs from a trained adapter (†) in one marked (other start).",
         ]
     )
     title = "Which weight matrices to adapt at a fixed budget (paper Table 5)"

@@ -302,9 +302,9 @@ SEED_NOISE = "### GLUE: LoRA − full FT and LoRA − BitFit against seed noise"
 
 
 def test_seed_noise_p_is_exact_when_scores_tie(tmp_path: Path) -> None:
-    # 3 vs 3 seeds, every LoRA score below every full FT score, two LoRA seeds tied: U = 0, and of the 20 ways to
-    # split six scores into two groups of three, two are as extreme (all three lowest or all three highest on one
-    # side), so p = 2/20 exactly; the normal approximation would read 0.077.
+    # 3 vs 3 seeds, every LoRA score below every full FT score, two LoRA seeds tied: U = 0. Of the 20 ways to
+    # split the six scores into two groups of three, one gives U <= 0 (the three lowest first), so the lower tail
+    # is 1/20 and p = 2 x 1/20 exactly; the normal approximation would read 0.077.
     for seed, (lora, full_ft) in enumerate(zip((0.873, 0.874, 0.874), (0.888, 0.891, 0.897), strict=True)):
         write_run(tmp_path, (MINILM, "task=sst2", "method=lora", "train.epochs=2"), seed, lora)
         write_run(tmp_path, (MINILM, "task=sst2", "method=full_ft", "train.epochs=2"), seed, full_ft)
@@ -416,21 +416,28 @@ def test_targets_table_in_table_5_order_with_the_papers_numbers(report) -> None:
 
 
 def test_targets_table_rows_span_tasks_of_different_budgets_and_never_pool_two_budgets(tmp_path: Path) -> None:
-    # The Table 5 sweep on two tasks, each at its own Table 2 budget (MRPC 20 epochs, STS-B 10).
+    # The Table 5 sweep on two tasks, each at its own Table 2 budget (MRPC 20 epochs, STS-B 10), and two more
+    # seeds of one MRPC pair at 5 epochs: MRPC's column keeps 20 epochs (3 seeds across the block against 2)
+    # in every row, though that pair alone has more seeds at 5.
     for task, epochs, scores in (("mrpc", 20, (0.74, 0.83)), ("stsb", 10, (0.78, 0.86))):
         for budget, score in zip(("wq_r8", "all_r2"), scores, strict=True):
             overrides = (MINILM, f"task={task}", "sweep=targets", f"budget={budget}", f"train.epochs={epochs}")
             write_run(tmp_path, overrides, 0, score)
-    write_run(tmp_path, (MINILM, "task=mrpc", "sweep=targets", "budget=wq_r8", "train.epochs=5"), 0, 0.5)
+    write_run(tmp_path, (MINILM, "task=mrpc", "sweep=targets", "budget=wk_r8", "train.epochs=20"), 0, 0.76)
+    for seed, score in enumerate((0.50, 0.52)):
+        write_run(tmp_path, (MINILM, "task=mrpc", "sweep=targets", "budget=wq_r8", "train.epochs=5"), seed, score)
     files = write_report([tmp_path], tmp_path / "out")
     section = _section(files.markdown.read_text(), "### Which weight matrices", "## E2E NLG")
     rows = [(row["Configuration"], row["Targets (r)"], row["MRPC"], row["STS-B"]) for row in _table_rows(section)]
     assert [row for row in rows if row[2:] != ("missing", "missing")] == [
         ("LoRA α=8, preset paper", "Wq (r=8)", "74.0 (n=1)", "78.0 (n=1)"),  # one row across the tasks' budgets
-        ("LoRA α=8, preset paper (other budget: 5 epochs)", "Wq (r=8)", "50.0 (n=1)", "missing"),  # not pooled
+        ("LoRA α=8, preset paper (other budget: 5 epochs)", "Wq (r=8)", "51.0 (50.0–52.0; n=2)", "missing"),
+        ("LoRA α=8, preset paper", "Wk (r=8)", "76.0 (n=1)", "missing"),
         ("LoRA α=8, preset paper", "Wq+Wk+Wv+Wo (r=2)", "83.0 (n=1)", "86.0 (n=1)"),
     ]
-    assert "Each task keeps its own epoch budget: MRPC 5 / 20, STS-B 10." in section
+    assert "one epoch budget, the one with the most seeds: MRPC 20, STS-B 10;" in section
+    data = pd.read_csv(files.tables["targets"][0])
+    assert sorted(data.loc[(data["task"] == "mrpc") & (data["targets"] == "Wq"), "epochs"]) == [5, 20]
     assert files.figures["targets"].read_bytes().startswith(PNG_SIGNATURE)
 
 
