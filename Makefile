@@ -17,7 +17,7 @@ JOBS ?= 1
 PARALLEL := $(if $(filter 1,$(JOBS)),,launcher=joblib hydra.launcher.n_jobs=$(JOBS))
 
 .PHONY: install test lint format clean glue glue-quick glue-minilm e2e e2e-quick e2e-smollm2 report reference-report analysis bench bench-quick \
-	sweep-rank sweep-alpha sweep-targets sweep-seeds sweep-methods
+	sweep-rank sweep-alpha sweep-targets sweep-seeds sweep-methods sweep-variants
 
 install: $(STAMP)
 
@@ -51,10 +51,12 @@ glue-quick: $(STAMP)
 # Table 2 on the real stand-in here (MiniLM): the five tasks with training data x LoRA / full FT / BitFit, 5 seeds
 # (3 for SST-2), the budgets of conf/experiment/minilm_*.yaml, e.g.
 #   make glue-minilm JOBS=10 ARGS="data.dir=../shared/data/glue model.name_or_path=DIR"
+# LoRA's successors at the same budgets: make glue-minilm METHODS=rslora,dora,pissa,loraplus ARGS=...
+METHODS ?= lora,full_ft,bitfit
 glue-minilm: $(STAMP)
 	$(PY) -m experiments.glue --multirun experiment=minilm_rte,minilm_stsb,minilm_mrpc,minilm_cola \
-		method=lora,full_ft,bitfit seed=0,1,2,3,4 $(PARALLEL) $(ARGS)
-	$(PY) -m experiments.glue --multirun experiment=minilm_sst2 method=lora,full_ft,bitfit seed=0,1,2 $(PARALLEL) $(ARGS)
+		method=$(METHODS) seed=0,1,2,3,4 $(PARALLEL) $(ARGS)
+	$(PY) -m experiments.glue --multirun experiment=minilm_sst2 method=$(METHODS) seed=0,1,2 $(PARALLEL) $(ARGS)
 
 # The paper's GPT-2 medium E2E comparison (Table 3): LoRA and full fine-tuning, paper defaults.
 e2e: $(STAMP)
@@ -86,6 +88,9 @@ sweep-seeds: $(STAMP)
 
 sweep-methods: $(STAMP)
 	$(PY) -m experiments.$(FAMILY) sweep=methods $(ARGS)
+
+sweep-variants: $(STAMP)
+	$(PY) -m experiments.$(FAMILY) sweep=variants $(ARGS)
 
 # runs/report.md (+ report/: CSV, LaTeX, PNG) from every run under runs/ (runs/quick skipped);
 # ARGS="runs/quick" or ARGS="--include-quick" to read the offline checks' runs.
