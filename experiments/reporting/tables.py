@@ -265,9 +265,10 @@ def _table2_rows(selected: pd.DataFrame) -> list[_Table2Row]:
 
 def _cells_by_task(groups: pd.DataFrame, main: Mapping[Hashable, Any] | None = None) -> list[dict[Hashable, pd.Series]]:
     """:func:`_cells_by_column` by task, each task's main epoch budget in the first row: ``main`` (task ->
-    epochs) where given, else the budget with the most seeds (of two with as many seeds, the longer one)."""
+    epochs), by default :func:`_main_budgets` of ``groups``; other budgets spill, most seeds first."""
+    main = _main_budgets(groups) if main is None else main
     pairs = zip(groups["task"], groups["epochs"], strict=True)
-    other = [main is not None and _epochs(epochs) != _epochs(main.get(task)) for task, epochs in pairs]
+    other = [_epochs(epochs) != _epochs(main.get(task)) for task, epochs in pairs]
     ordered = groups.assign(_other=other, _fewer=-groups["n"], _shorter=-groups["epochs"].fillna(0))
     return _cells_by_column(ordered, lambda g: g["task"], ("_other", "_fewer", "_shorter"))
 
