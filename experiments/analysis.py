@@ -34,6 +34,8 @@ from experiments.adapted_matrices import (
 )
 from experiments.analysis_plots import plot_amplification, plot_phi_grid, plot_phi_summary
 from experiments.atomic import atomic_write, write_json_atomic
+from experiments.fingerprints import sha256_file
+from experiments.results import LOCAL_MARKER, portable_path
 from experiments.subspace import (
     amplification,
     low_rank_svd,
@@ -41,6 +43,7 @@ from experiments.subspace import (
     right_singular_vectors,
     subspace_similarity,
 )
+from lora.adapter import TENSORS_FILE
 from lora.errors import AdapterMismatchError
 
 __all__ = ["ANALYSIS_FILE", "BASES", "amplification_analysis", "main", "subspace_analysis"]
@@ -60,6 +63,18 @@ BASES = {
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def _input_record(source: AdapterSource) -> dict[str, str]:
+    """An adapter as analysis.json names it: its path, relative when it lies below the working directory, else
+    ``<local>/`` and its run folder's last parts, so no machine path is shared; and the digest of its weights,
+    which identifies it wherever it is copied."""
+    path = source.path.resolve()
+    cwd = Path.cwd().resolve()
+    shown = (
+        path.relative_to(cwd).as_posix() if path.is_relative_to(cwd) else f"{LOCAL_MARKER}/{'/'.join(path.parts[-4:])}"
+    )
+    return {"path": shown, "sha256": sha256_file(path / TENSORS_FILE)}
 
 
 def _joined(values: Sequence[str | None]) -> str | None:
@@ -232,7 +247,7 @@ def subspace_analysis(
             "summary_markdown": markdown,
             "figures": ["phi_summary.png", *grid_figures],
             "tables": ["phi_summary.csv", "phi_grid.csv"],
-            "inputs": [str(first.path), str(second.path)],
+            "inputs": [_input_record(first), _input_record(second)],
             "settings": {"basis": basis, "matrices": list(matrices) if matrices else None, "top": top},
             "summary": {
                 "labels": [name1, name2],
@@ -250,18 +265,24 @@ def subspace_analysis(
 
 
 def _amplification_interpretation(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One sentence on how ΔW relates to W. A matrix counts as aligned beyond chance only where W's projection on
+    ΔW's subspace exceeds the random draws' mean by more than three of their standard deviations."""
     delta, own, random = (_mean([row[k] for row in rows]) for k in ("proj_dW", "proj_W", "proj_random"))
     factor = _mean([row["amplification"] for row in rows])
-    if delta <= 2 * random:
-        verdict = "ΔW's directions are no more aligned with W than random ones"
+    beyond = sum(row["proj_dW"] > row["proj_random"] + 3 * row["proj_random_std"] for row in rows)
+    if 2 * beyond <= len(rows):
+        verdict = "ΔW's directions are no more aligned with W than random ones in most matrices"
     elif delta >= 0.5 * own:
         verdict = "ΔW mostly reinforces W's own top directions"
+    elif delta < 2 * random:
+        verdict = "ΔW is more aligned with W than random directions, but only slightly"
     else:
         verdict = "ΔW amplifies directions that W does not emphasise"
     return (
         f"{verdict}: W projected onto ΔW's top-r subspace has norm {delta:.3g} on average, {delta / random:.1f}× "
-        f"that of random directions ({random:.3g}) and {delta / own:.2f}× that of W's top-r directions "
-        f"({own:.3g}); the mean amplification factor ‖ΔW‖_F / ‖UᵀWV‖_F is {factor:.3g}."
+        f"that of random directions ({random:.3g}; beyond 3 s.d. of the random draws in {beyond} of {len(rows)} "
+        f"matrices) and {delta / own:.2f}× that of W's top-r directions ({own:.3g}); the mean amplification "
+        f"factor ‖ΔW‖_F / ‖UᵀWV‖_F is {factor:.3g}."
     )
 
 
@@ -333,9 +354,9 @@ def amplification_analysis(
             "summary_markdown": markdown,
             "figures": ["amplification.png"],
             "tables": ["amplification.csv"],
-            "inputs": [str(source.path)],
+            "inputs": [_input_record(source)],
             "settings": {
-                "base": str(base),
+                "base": portable_path(str(base)),
                 "matrices": list(matrices) if matrices else None,
                 "draws": draws,
                 "draw_seed": draw_seed,

@@ -19,7 +19,8 @@ from transformers import GPT2LMHeadModel, RobertaForSequenceClassification
 
 import lora
 from experiments.adapted_matrices import AnalysisInputError, frozen_weights, pair_matrices, read_source
-from experiments.analysis import main
+from experiments.analysis import _amplification_interpretation, main
+from experiments.fingerprints import sha256_file
 from tests.tiny_models import tiny_gpt2_config, tiny_roberta_config
 
 
@@ -96,6 +97,12 @@ def test_pair_command_writes_both_analyses(tmp_path: Path, roberta_base: Path) -
     assert "r4 seed0 vs r8 seed3" in doc["title"] and "φ(1,1)" in doc["summary_markdown"]
     assert doc["figures"][0] == "phi_summary.png" and "figures/phi_L1_Wv.png" in doc["figures"]
     assert doc["tables"] == ["phi_summary.csv", "phi_grid.csv"]
+    # Inputs outside the working directory are named without the machine's path, and by their weights' digest.
+    assert str(tmp_path) not in json.dumps(doc)
+    assert doc["inputs"][0] == {
+        "path": "<local>/runs/r4/seed0/adapter",
+        "sha256": sha256_file(run_a / "adapter" / "adapter.safetensors"),
+    }
     for name in doc["figures"] + doc["tables"]:
         assert (subspace_dir / name).stat().st_size > 0, name
     summary = list(csv.DictReader((subspace_dir / "phi_summary.csv").open()))
@@ -121,6 +128,7 @@ def test_pair_command_writes_both_analyses(tmp_path: Path, roberta_base: Path) -
         amp_dir = tmp_path / "out" / f"amplification_{label}"
         doc = json.loads((amp_dir / "analysis.json").read_text())
         assert doc["kind"] == "amplification" and doc["figures"] == ["amplification.png"]
+        assert str(tmp_path) not in json.dumps(doc)  # neither the adapter's nor the base model's folder
         assert doc["tables"] == ["amplification.csv"] and "amplification factor" in doc["summary_markdown"]
         rows = list(csv.DictReader((amp_dir / "amplification.csv").open()))
         assert len(rows) == 4 and (amp_dir / "amplification.png").stat().st_size > 0
@@ -219,3 +227,18 @@ def test_amplification_refuses_a_base_model_the_adapter_does_not_fit(tmp_path: P
     lora.save_adapter(untrained, tmp_path / "untrained")
     with pytest.raises(SystemExit, match=r"L0 Wq .*: dW = B A is zero"):
         main(["amplification", str(tmp_path / "untrained"), "--base", str(roberta_base), "--out", str(tmp_path / "o")])
+
+
+@pytest.mark.parametrize(
+    ("proj_dw", "proj_w", "verdict"),
+    [
+        (1.02, 10.0, "no more aligned with W than random ones in most matrices"),  # inside the random spread
+        (1.3, 10.0, "more aligned with W than random directions, but only slightly"),
+        (4.0, 10.0, "amplifies directions that W does not emphasise"),  # the paper's finding (Section 7.3)
+        (6.0, 10.0, "mostly reinforces W's own top directions"),
+    ],
+)
+def test_amplification_verdict_weighs_the_random_draws_spread(proj_dw: float, proj_w: float, verdict: str) -> None:
+    row = {"proj_dW": proj_dw, "proj_W": proj_w, "proj_random": 1.0, "proj_random_std": 0.05, "amplification": 2.0}
+    text = _amplification_interpretation([row, row])
+    assert verdict in text and f"in {2 if proj_dw > 1.15 else 0} of 2 matrices" in text
