@@ -22,6 +22,7 @@ from experiments.reporting.tables import TASK_NAMES, paper_model, rank_series, t
 
 __all__ = ["plot_dev_curves", "plot_params", "plot_rank", "plot_targets", "plot_training_curves"]
 
+_LINE_STYLES = ("-", "--", ":", "-.")
 _METRIC_NAMES = {
     "accuracy": "accuracy",
     "matthews_correlation": "Matthews corr.",
@@ -256,9 +257,10 @@ def plot_training_curves(curves: CurveSet, path: Path) -> Path:
 
 
 def _short_labels(curves: TaskCurves) -> list[str]:
-    """The method's name where it tells the panel's curves apart, else the whole configuration."""
+    """The method's name where it and the budget tell the panel's curves apart, else the whole configuration."""
     short = [display(c.method).label for c in curves.curves]
-    labels = short if len(set(short)) == len(short) else [c.label for c in curves.curves]
+    keys = [(label, c.budget) for label, c in zip(short, curves.curves, strict=True)]
+    labels = short if len(set(keys)) == len(keys) else [c.label for c in curves.curves]
     return [
         f"{label} ({c.budget} ep, n={c.n_seeds})" if c.budget else f"{label} (n={c.n_seeds})"
         for label, c in zip(labels, curves.curves, strict=True)
@@ -275,13 +277,21 @@ def plot_dev_curves(tasks: Sequence[TaskCurves], path: Path) -> Path | None:
     tasks = sorted(tasks, key=lambda t: order[(t.family, t.model, t.task)])
     figure, axes = _panels(len(tasks), height=3.4)
     for ax, panel in zip(axes, tasks, strict=True):
-        colours_used: dict[str, int] = {}
+        seen: dict[str, int] = {}
         for curve, label in zip(panel.curves, _short_labels(panel), strict=True):
             shown = display(curve.method)
-            repeat = colours_used.get(curve.method, 0)
-            colours_used[curve.method] = repeat + 1
-            colour = shown.colour if not repeat else f"C{(repeat + 3) % 10}"
-            ax.plot(curve.epochs, curve.median, color=colour, marker=shown.marker, markersize=3, label=label)
+            repeat = seen.get(curve.method, 0)  # the method again (another budget): its colour, another dash
+            seen[curve.method] = repeat + 1
+            colour, dashes = shown.colour, _LINE_STYLES[repeat % len(_LINE_STYLES)]
+            ax.plot(
+                curve.epochs,
+                curve.median,
+                color=colour,
+                linestyle=dashes,
+                marker=shown.marker,
+                markersize=3,
+                label=label,
+            )
             ax.fill_between(curve.epochs, curve.low, curve.high, color=colour, alpha=0.18, linewidth=0)
             best = max(range(len(curve.median)), key=lambda i: curve.median[i])
             ax.plot(curve.epochs[best], curve.median[best], color=colour, marker="*", markersize=11)

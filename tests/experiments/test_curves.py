@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from experiments.report import write_report
-from experiments.reporting.curves import dev_curves_by_task, training_curves
+from experiments.reporting.curves import DevCurve, TaskCurves, dev_curves_by_task, training_curves
+from experiments.reporting.plots import _short_labels
 from experiments.reporting.runs import load_runs
 from experiments.results import RESULT_FILE
 from experiments.step_log import STEP_LOG_FILE
@@ -120,3 +121,16 @@ def test_report_shows_the_dev_curves_beside_table_2(tmp_path: Path) -> None:
     assert imread(files.figures["dev_curves"])[..., :3].std() > 0.05
     files = write_report([tmp_path / "results" / "glue" / "minilm-l6-h384" / "rte" / "no-such"], tmp_path / "out")
     assert "dev_curves" not in files.figures and not (tmp_path / "out" / "report" / "dev_curves.png").exists()
+
+
+def test_dev_curve_legend_names_the_method_and_budget_where_they_tell_curves_apart() -> None:
+    def curve(label: str, method: str, budget: int) -> DevCurve:
+        return DevCurve(label, method, (1, 2), (0.8, 0.9), (0.8, 0.9), (0.8, 0.9), n_seeds=3, budget=budget)
+
+    def panel(*curves: DevCurve) -> TaskCurves:
+        return TaskCurves("glue", "minilm-l6-h384", "sst2", "accuracy", 100.0, curves)
+
+    two_budgets = panel(curve("LoRA r=8 a", "lora", 2), curve("LoRA r=8 a", "lora", 5), curve("Full FT", "full_ft", 2))
+    assert _short_labels(two_budgets) == ["LoRA (2 ep, n=3)", "LoRA (5 ep, n=3)", "Full FT (2 ep, n=3)"]
+    two_ranks = panel(curve("LoRA r=8", "lora", 2), curve("LoRA r=64", "lora", 2))
+    assert _short_labels(two_ranks) == ["LoRA r=8 (2 ep, n=3)", "LoRA r=64 (2 ep, n=3)"]
