@@ -14,7 +14,7 @@ are timed on them with nothing else in the way, after three untimed steps on the
 first, cold, so the comparison leans against the runner). runner / bare is the share of the runner's training
 time that is the step itself; all-in / bare the share of the whole run. A short job is dominated by the runner's
 first, cold steps; a whole run (train.max_steps = its steps) measures what a user waits for. For E2E add
-data.max_eval_mrs=1, since the runner decodes the test set after training.
+data.max_eval_mrs=2, since the runner decodes the test set after training.
 """
 
 from __future__ import annotations

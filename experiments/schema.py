@@ -48,14 +48,16 @@ def _fail(key: str, value: Any, allowed: str, fix: str | None = None) -> None:
     raise ConfigError(f"{key}={value!r} is not allowed (allowed: {allowed}); {fix}")
 
 
-def _at_least(key: str, value: Any, low: float, optional: bool = False, integer: bool = True) -> None:
+def _at_least(
+    key: str, value: Any, low: float, optional: bool = False, integer: bool = True, fix: str | None = None
+) -> None:
     if value is None and optional:
         return
-    kind = "an integer" if integer else "a number"
+    allowed = f"{'an integer' if integer else 'a number'} >= {low:g}" + (" or null" if optional else "")
     if value is None or isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
-        _fail(key, value, f"{kind} >= {low:g}" + (" or null" if optional else ""))
+        _fail(key, value, allowed, fix)
     if value < low:
-        _fail(key, value, f"{kind} >= {low:g}" + (" or null" if optional else ""))
+        _fail(key, value, allowed, fix)
 
 
 def _in_range(key: str, value: float, low: float, high: float, high_open: bool = True) -> None:
@@ -299,11 +301,15 @@ class E2EDataConfig:
     def __post_init__(self) -> None:
         _choice("data.format", self.format, ("auto", "lora_txt", "csv"))
         _check_cache_dir(self.cache_dir)
-        _check_limits(
-            "data",
-            max_train_examples=self.max_train_examples,
-            max_valid_examples=self.max_valid_examples,
-            max_eval_mrs=self.max_eval_mrs,
+        _check_limits("data", max_train_examples=self.max_train_examples, max_valid_examples=self.max_valid_examples)
+        # One MR's several references cannot be written in the official scorer's layout (no blank line at all
+        # reads as one reference per MR), so the smallest test subset that can be scored is two MRs.
+        _at_least(
+            "data.max_eval_mrs",
+            self.max_eval_mrs,
+            2,
+            optional=True,
+            fix="set data.max_eval_mrs=2 or more (one MR's references cannot be scored alone), or null for all",
         )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +41,7 @@ __all__ = [
     "micro_batches",
     "resolve_precision",
     "store_frozen_matmul_params",
+    "to_device",
 ]
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,15 @@ def epoch_batches(n_items: int, global_batch: int, seed: int, epoch: int) -> lis
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n_items, generator=generator).tolist()
     return [order[i : i + global_batch] for i in range(0, n_items, global_batch)]
+
+
+def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A collated batch on ``device``. Host tensors bound for a GPU are pinned first: CUDA copies from pageable
+    memory only after every kernel already queued on the stream has run, so an unpinned batch would make each
+    step wait for the previous one instead of being queued while it runs."""
+    if device.type != "cuda":
+        return {key: value.to(device) for key, value in batch.items()}
+    return {key: value.pin_memory().to(device, non_blocking=True) for key, value in batch.items()}
 
 
 def micro_batches(global_batch: Sequence[int], ctx: DistContext, per_device: int) -> list[list[int]]:
@@ -315,10 +325,7 @@ def fit(
                 step_loss = torch.zeros((), device=device)
                 for k, indices in enumerate(micro):
                     weight = 1.0 if indices else 0.0  # an empty shard still joins the gradient all-reduce
-                    batch = {
-                        key: value.to(device, non_blocking=True)
-                        for key, value in collate([dataset[i] for i in indices or global_batch[:1]]).items()
-                    }
+                    batch = to_device(collate([dataset[i] for i in indices or global_batch[:1]]), device)
                     sync = k == len(micro) - 1 or not ctx.enabled
                     with nullcontext() if sync else wrapped.no_sync(), autocast():
                         loss = loss_sum(wrapped, batch) * (weight * ctx.world_size / norm)

@@ -21,7 +21,7 @@ from experiments.models import load_causal_lm
 from experiments.recipes import e2e_recipe
 from experiments.tasks.base import TaskFamily
 from experiments.tokenized import TokenCache, encode
-from experiments.training import FitOutcome
+from experiments.training import FitOutcome, to_device
 
 __all__ = ["E2EFamily", "encode_pairs"]
 
@@ -90,11 +90,11 @@ class E2EFamily(TaskFamily):
     def evaluate(self, model: nn.Module, epoch: int) -> dict[str, Any]:
         """Mean next-token loss on the validation texts (no smoothing) and its perplexity."""
         batch_size, items = self.cfg["train"]["eval_batch_size"], self.valid_items
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=self.device)  # read once: a read per batch would stall
         for start in range(0, len(items), batch_size):
-            batch = {k: v.to(self.device) for k, v in self.collate(items[start : start + batch_size]).items()}
-            total += float(self._valid_loss(model, batch))
-        mean = total / max(sum(target_tokens(item) for item in items), 1)
+            batch = to_device(self.collate(items[start : start + batch_size]), self.device)
+            total += self._valid_loss(model, batch).double()
+        mean = float(total) / max(sum(target_tokens(item) for item in items), 1)
         return {"valid_loss": mean, "valid_perplexity": float(torch.exp(torch.tensor(mean)))}
 
     def finish(self, model: nn.Module, outcome: FitOutcome, run_dir: Path) -> dict[str, Any]:

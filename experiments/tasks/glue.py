@@ -22,7 +22,7 @@ from experiments.recipes import glue_recipe
 from experiments.runner import summarize_history
 from experiments.tasks.base import TaskFamily
 from experiments.tokenized import TokenCache, encode
-from experiments.training import FitOutcome
+from experiments.training import FitOutcome, to_device
 
 __all__ = ["GlueFamily", "classification_loss_sum", "make_collate", "predict", "tokenize"]
 
@@ -98,7 +98,7 @@ def predict(model: nn.Module, items: list[dict], collate, batch_size: int, devic
     """Predicted class ids (or scores for regression) and gold labels of one evaluation split."""
     predictions, labels = [], []
     for start in tqdm(range(0, len(items), batch_size), desc=desc, leave=False, dynamic_ncols=True):
-        batch = {k: v.to(device) for k, v in collate(items[start : start + batch_size]).items()}
+        batch = to_device(collate(items[start : start + batch_size]), device)
         gold = batch.pop("labels")
         logits = model(**batch).logits.float()
         predictions.append(logits.squeeze(-1) if logits.shape[-1] == 1 else logits.argmax(-1))

@@ -65,6 +65,7 @@ def test_bad_glue_values_are_refused_before_anything_loads(tmp_path: Path, overr
         ("train.label_smoothing=1", r"train\.label_smoothing=1\.0 is not allowed"),
         ("data.format=tsv", r"data\.format='tsv' is not allowed"),
         ("data.max_eval_mrs=0", r"data\.max_eval_mrs=0 is not allowed"),
+        ("data.max_eval_mrs=1", r"data\.max_eval_mrs=1 is not allowed \(allowed: an integer >= 2 or null\); set"),
         (CACHE_IN_A_FILE, r"data\.cache_dir='.*pyproject\.toml' is not allowed"),
     ],
 )

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 import lora
 from experiments.distributed import DistContext
-from experiments.training import epoch_batches, micro_batches, store_frozen_matmul_params
+from experiments.training import epoch_batches, micro_batches, store_frozen_matmul_params, to_device
 
 
 def test_epoch_batches_are_a_seeded_permutation() -> None:
@@ -27,6 +27,21 @@ def test_micro_batches_cover_the_global_batch_once_with_equal_counts(world: int)
     shards = [micro_batches(global_batch, DistContext(r, world, r, torch.device("cpu")), 2) for r in range(world)]
     assert len({len(s) for s in shards}) == 1  # every rank joins the same number of all-reduces
     assert sorted(i for s in shards for micro in s for i in micro) == global_batch
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")),
+    ],
+)
+def test_batches_reach_the_device_unchanged(device: str) -> None:
+    batch = {"input_ids": torch.arange(12).view(3, 4), "labels": torch.tensor([0.5, -1.0, 2.0])}
+    moved = to_device(batch, torch.device(device))
+    assert all(value.device.type == device for value in moved.values())
+    for key, value in batch.items():
+        assert torch.equal(moved[key].cpu(), value) and moved[key].dtype == value.dtype
 
 
 def test_frozen_weights_in_bf16_give_bit_identical_autocast_outputs_and_gradients() -> None:
