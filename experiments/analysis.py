@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -69,11 +70,9 @@ def _input_record(source: AdapterSource) -> dict[str, str]:
     """An adapter as analysis.json names it: its path, relative when it lies below the working directory, else
     ``<local>/`` and its run folder's last parts, so no machine path is shared; and the digest of its weights,
     which identifies it wherever it is copied."""
-    path = source.path.resolve()
-    cwd = Path.cwd().resolve()
-    shown = (
-        path.relative_to(cwd).as_posix() if path.is_relative_to(cwd) else f"{LOCAL_MARKER}/{'/'.join(path.parts[-4:])}"
-    )
+    path, cwd = Path(os.path.abspath(source.path)), Path(os.path.abspath(Path.cwd()))
+    below_cwd = path != cwd and cwd != Path(cwd.anchor) and path.is_relative_to(cwd)
+    shown = path.relative_to(cwd).as_posix() if below_cwd else f"{LOCAL_MARKER}/{'/'.join(path.parts[1:][-4:])}"
     return {"path": shown, "sha256": sha256_file(path / TENSORS_FILE)}
 
 
@@ -270,8 +269,8 @@ def _amplification_interpretation(rows: Sequence[Mapping[str, Any]]) -> str:
     delta, own, random = (_mean([row[k] for row in rows]) for k in ("proj_dW", "proj_W", "proj_random"))
     factor = _mean([row["amplification"] for row in rows])
     beyond = sum(row["proj_dW"] > row["proj_random"] + 3 * row["proj_random_std"] for row in rows)
-    if 2 * beyond <= len(rows):
-        verdict = "ΔW's directions are no more aligned with W than random ones in most matrices"
+    if 2 * beyond < len(rows):
+        verdict = f"ΔW is aligned with W beyond chance in only {beyond} of {len(rows)} matrices"
     elif delta >= 0.5 * own:
         verdict = "ΔW mostly reinforces W's own top directions"
     elif delta < 2 * random:
@@ -286,6 +285,13 @@ def _amplification_interpretation(rows: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def _check_draws(draws: int) -> None:
+    if draws < 2:
+        raise AnalysisInputError(
+            f"--draws={draws} is too few: the verdict weighs ΔW against the spread of random draws; use 2 or more"
+        )
+
+
 def amplification_analysis(
     source: AdapterSource,
     out: Path,
@@ -297,6 +303,7 @@ def amplification_analysis(
     rank: int | None = None,
 ) -> dict[str, Any]:
     """Section 7.3 (Table 7): how strongly ΔW correlates with W, and how much it amplifies what it picks."""
+    _check_draws(draws)
     chosen = select_matrices(source, matrices)
     base = base or source.base_model
     if not base:
@@ -329,7 +336,7 @@ def amplification_analysis(
             }
         )
     out = Path(out)
-    title = f"Amplification (Section 7.3): {source.label} on {base}"
+    title = f"Amplification (Section 7.3): {source.label} on {portable_path(str(base))}"
     plot_amplification(rows, title, out / "amplification.png")
     _write_csv(out / "amplification.csv", rows)
 
@@ -420,6 +427,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run one analysis (or both, for ``pair``) and print its summary."""
     args = _parser().parse_args(argv)
     try:
+        if args.command != "subspace":
+            _check_draws(args.draws)  # before any adapter is read or analysis written
         if args.command == "amplification":
             source = read_source(args.run, args.seed)
             out = _out(args, [source], "amplification")

@@ -157,13 +157,18 @@ def epoch_batches(n_items: int, global_batch: int, seed: int, epoch: int) -> lis
     return [order[i : i + global_batch] for i in range(0, n_items, global_batch)]
 
 
-def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """A collated batch on ``device``. Host tensors bound for a GPU are pinned first: CUDA copies from pageable
-    memory only after every kernel already queued on the stream has run, so an unpinned batch would make each
-    step wait for the previous one instead of being queued while it runs."""
+def to_device(batch: Mapping[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
+    """A collated batch on ``device``. Host tensors bound for a GPU are pinned first, so their copy is queued
+    behind the running step instead of holding the host until the GPU has caught up (a copy from pageable memory
+    may wait for the stream), and the next step can be queued while this one runs."""
+    device = torch.device(device)
     if device.type != "cuda":
         return {key: value.to(device) for key, value in batch.items()}
-    return {key: value.pin_memory().to(device, non_blocking=True) for key, value in batch.items()}
+    return {key: _pinned(value).to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def _pinned(value: torch.Tensor) -> torch.Tensor:
+    return value.pin_memory() if value.device.type == "cpu" and not value.is_pinned() else value
 
 
 def micro_batches(global_batch: Sequence[int], ctx: DistContext, per_device: int) -> list[list[int]]:

@@ -136,6 +136,7 @@ class DevCurve:
     high: tuple[float, ...]
     n_seeds: int
     budget: int | None  # train.epochs
+    start: str = ""  # "" from the pretrained model, else the run it started from
 
 
 @dataclass(frozen=True)
@@ -182,10 +183,10 @@ def dev_curves_by_task(runs: pd.DataFrame, chosen: Callable[[pd.Series], bool]) 
                 continue
             values = [[points[e] * scale for points in per_seed if e in points] for e in epochs]
             budget = group["epochs"].dropna()
-            start = "" if init_from == "pretrained" else f"; from {init_from}"
+            start = "" if init_from == "pretrained" else str(init_from)
             curves.append(
                 DevCurve(
-                    label=group["variant"].iloc[0] + start,
+                    label=group["variant"].iloc[0] + (f"; from {start}" if start else ""),
                     method=str(group["method"].iloc[0]),
                     epochs=tuple(epochs),
                     median=tuple(statistics.median(v) for v in values),
@@ -193,6 +194,7 @@ def dev_curves_by_task(runs: pd.DataFrame, chosen: Callable[[pd.Series], bool]) 
                     high=tuple(max(v) for v in values),
                     n_seeds=len(per_seed),
                     budget=int(budget.iloc[0]) if len(budget) else None,
+                    start=start,
                 )
             )
         if curves:

@@ -257,8 +257,9 @@ def plot_training_curves(curves: CurveSet, path: Path) -> Path:
 
 
 def _short_labels(curves: TaskCurves) -> list[str]:
-    """The method's name where it and the budget tell the panel's curves apart, else the whole configuration."""
-    short = [display(c.method).label for c in curves.curves]
+    """The method's name (and the run it started from, if any) where it and the budget tell the panel's curves
+    apart, else the whole configuration."""
+    short = [display(c.method).label + (f", from {c.start}" if c.start else "") for c in curves.curves]
     keys = [(label, c.budget) for label, c in zip(short, curves.curves, strict=True)]
     labels = short if len(set(keys)) == len(keys) else [c.label for c in curves.curves]
     return [

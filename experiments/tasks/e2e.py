@@ -93,7 +93,7 @@ class E2EFamily(TaskFamily):
         total = torch.zeros((), dtype=torch.float64, device=self.device)  # read once: a read per batch would stall
         for start in range(0, len(items), batch_size):
             batch = to_device(self.collate(items[start : start + batch_size]), self.device)
-            total += self._valid_loss(model, batch).double()
+            total += self._valid_loss(model, batch).detach().double()
         mean = float(total) / max(sum(target_tokens(item) for item in items), 1)
         return {"valid_loss": mean, "valid_perplexity": float(torch.exp(torch.tensor(mean)))}
 

@@ -84,10 +84,12 @@ def test_matrices_read_back_equal_the_layers_delta_and_frozen_weights(tmp_path: 
     assert matrix.scaling == pytest.approx(5 / math.sqrt(3))
 
 
-def test_pair_command_writes_both_analyses(tmp_path: Path, roberta_base: Path) -> None:
+def test_pair_command_writes_both_analyses(tmp_path: Path, roberta_base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_a = _save_run(_adapted_roberta(["Wq", "Wv"], r=4, seed=1), tmp_path / "runs" / "r4" / "seed0", roberta_base)
     model_b = _adapted_roberta(["Wq", "Wv"], r=8, seed=2)
     _save_run(model_b, tmp_path / "runs" / "r8" / "seed3", roberta_base, seed=3)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the adapters lie outside the working directory
 
     main(["pair", str(run_a), str(tmp_path / "runs" / "r8"), "--out", str(tmp_path / "out"), "--draws", "4"])
 
@@ -128,7 +130,8 @@ def test_pair_command_writes_both_analyses(tmp_path: Path, roberta_base: Path) -
         amp_dir = tmp_path / "out" / f"amplification_{label}"
         doc = json.loads((amp_dir / "analysis.json").read_text())
         assert doc["kind"] == "amplification" and doc["figures"] == ["amplification.png"]
-        assert str(tmp_path) not in json.dumps(doc)  # neither the adapter's nor the base model's folder
+        text = json.dumps(doc)  # neither the adapter's nor the base model's folder, in the title or elsewhere
+        assert str(tmp_path) not in text and str(roberta_base) not in text and "<local>/tiny-roberta" in doc["title"]
         assert doc["tables"] == ["amplification.csv"] and "amplification factor" in doc["summary_markdown"]
         rows = list(csv.DictReader((amp_dir / "amplification.csv").open()))
         assert len(rows) == 4 and (amp_dir / "amplification.png").stat().st_size > 0
@@ -232,7 +235,7 @@ def test_amplification_refuses_a_base_model_the_adapter_does_not_fit(tmp_path: P
 @pytest.mark.parametrize(
     ("proj_dw", "proj_w", "verdict"),
     [
-        (1.02, 10.0, "no more aligned with W than random ones in most matrices"),  # inside the random spread
+        (1.02, 10.0, "aligned with W beyond chance in only 0 of 2 matrices"),  # inside the random spread
         (1.3, 10.0, "more aligned with W than random directions, but only slightly"),
         (4.0, 10.0, "amplifies directions that W does not emphasise"),  # the paper's finding (Section 7.3)
         (6.0, 10.0, "mostly reinforces W's own top directions"),
@@ -242,3 +245,40 @@ def test_amplification_verdict_weighs_the_random_draws_spread(proj_dw: float, pr
     row = {"proj_dW": proj_dw, "proj_W": proj_w, "proj_random": 1.0, "proj_random_std": 0.05, "amplification": 2.0}
     text = _amplification_interpretation([row, row])
     assert verdict in text and f"in {2 if proj_dw > 1.15 else 0} of 2 matrices" in text
+
+
+def test_adapters_below_the_working_directory_are_named_relative_to_it(
+    tmp_path: Path, roberta_base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _save_run(_adapted_roberta(["Wq"], r=2, seed=1), tmp_path / "runs" / "r2" / "seed0", roberta_base)
+    monkeypatch.chdir(tmp_path)
+    main(["amplification", str(run), "--out", str(tmp_path / "out"), "--draws", "2"])
+    doc = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert doc["inputs"] == [
+        {"path": "runs/r2/seed0/adapter", "sha256": sha256_file(run / "adapter" / "adapter.safetensors")}
+    ]
+    monkeypatch.chdir(run / "adapter")  # the working directory is the adapter itself: "." would name nothing
+    main(["amplification", str(run), "--out", str(tmp_path / "out2"), "--draws", "2"])
+    doc = json.loads((tmp_path / "out2" / "analysis.json").read_text())
+    assert doc["inputs"][0]["path"] == "<local>/runs/r2/seed0/adapter"
+
+
+def test_amplification_needs_two_random_draws_to_weigh_chance(tmp_path: Path, roberta_base: Path) -> None:
+    run = _save_run(_adapted_roberta(["Wq"], r=2, seed=1), tmp_path / "run", roberta_base)
+    for command in (["amplification", str(run)], ["pair", str(run), str(run)]):
+        with pytest.raises(SystemExit, match=r"--draws=1 is too few.*use 2 or more"):
+            main([*command, "--out", str(tmp_path / "out"), "--draws", "1"])
+        assert not (tmp_path / "out").exists()  # refused before the subspace half of a pair ran
+
+
+def test_amplification_verdict_counts_matrices_beyond_three_random_deviations() -> None:
+    def row(sds_above_random: float) -> dict[str, float]:
+        proj = 1.0 + 0.05 * sds_above_random
+        return {"proj_dW": proj, "proj_W": 10.0, "proj_random": 1.0, "proj_random_std": 0.05, "amplification": 2.0}
+
+    two_of_five = _amplification_interpretation([row(3.1), row(3.1), row(2.9), row(2.9), row(0.0)])
+    assert two_of_five.startswith("ΔW is aligned with W beyond chance in only 2 of 5 matrices")
+    three_of_five = _amplification_interpretation([row(3.1), row(3.1), row(3.1), row(2.9), row(0.0)])
+    assert three_of_five.startswith("ΔW is more aligned with W than random directions, but only slightly")
+    half = _amplification_interpretation([row(4.0), row(0.0)])
+    assert half.startswith("ΔW is more aligned with W than random directions")  # one of two is not "only"

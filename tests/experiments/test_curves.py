@@ -132,5 +132,8 @@ def test_dev_curve_legend_names_the_method_and_budget_where_they_tell_curves_apa
 
     two_budgets = panel(curve("LoRA r=8 a", "lora", 2), curve("LoRA r=8 a", "lora", 5), curve("Full FT", "full_ft", 2))
     assert _short_labels(two_budgets) == ["LoRA (2 ep, n=3)", "LoRA (5 ep, n=3)", "Full FT (2 ep, n=3)"]
+    started = DevCurve("LoRA r=8 a; from mnli", "lora", (1, 2), (0.8,) * 2, (0.8,) * 2, (0.8,) * 2, 3, 5, "mnli")
+    two_starts = panel(curve("LoRA r=8 a", "lora", 2), started)
+    assert _short_labels(two_starts) == ["LoRA (2 ep, n=3)", "LoRA, from mnli (5 ep, n=3)"]
     two_ranks = panel(curve("LoRA r=8", "lora", 2), curve("LoRA r=64", "lora", 2))
     assert _short_labels(two_ranks) == ["LoRA r=8 (2 ep, n=3)", "LoRA r=64 (2 ep, n=3)"]

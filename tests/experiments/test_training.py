@@ -44,6 +44,23 @@ def test_batches_reach_the_device_unchanged(device: str) -> None:
         assert torch.equal(moved[key].cpu(), value) and moved[key].dtype == value.dtype
 
 
+def test_host_batches_bound_for_a_gpu_are_pinned_and_copied_asynchronously(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU path's calls, recorded on CPU: pin each host tensor not yet pinned, then copy without blocking."""
+    calls: list[tuple] = []
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self: self.dtype == torch.float32)  # labels: pinned
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: calls.append(("pin", self.dtype)) or self)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: calls.append(("to", *a, k)) or self)
+    batch = {"input_ids": torch.arange(4), "labels": torch.ones(4)}
+    moved = to_device(batch, "cuda:0")
+    assert moved.keys() == batch.keys()
+    cuda = torch.device("cuda:0")
+    assert calls == [
+        ("pin", torch.int64),
+        ("to", cuda, {"non_blocking": True}),
+        ("to", cuda, {"non_blocking": True}),  # already pinned: copied as it is
+    ]
+
+
 def test_frozen_weights_in_bf16_give_bit_identical_autocast_outputs_and_gradients() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.LayerNorm(32), nn.Linear(32, 8))
