@@ -121,8 +121,8 @@ def write_hypotheses(path: str | Path, hypotheses: Sequence[str]) -> None:
     Path(path).write_text("".join(f"{hypothesis}\n" for hypothesis in hypotheses), encoding="utf-8")
 
 
-def write_references(path: str | Path, references: Sequence[Sequence[str]]) -> None:
-    """Write grouped references in the official layout that `read_references` reads back."""
+def check_references(references: Sequence[Sequence[str]]) -> None:
+    """Raise :class:`E2EFormatError` unless the grouped references can be written in the official layout."""
     if len(references) == 1 and len(references[0]) > 1:
         raise E2EFormatError(
             "a single MR with several references cannot be written: the official layout reads a file "
@@ -135,5 +135,10 @@ def write_references(path: str | Path, references: Sequence[Sequence[str]]) -> N
             if not reference:
                 raise E2EFormatError(f"reference {number} of MR {index} is empty; references must hold text")
             _check_single_line(reference, f"reference {number} of MR {index}")
+
+
+def write_references(path: str | Path, references: Sequence[Sequence[str]]) -> None:
+    """Write grouped references in the official layout that `read_references` reads back."""
+    check_references(references)
     text = "\n".join("".join(f"{reference}\n" for reference in group) for group in references)
     Path(path).write_text(text, encoding="utf-8")

@@ -14,7 +14,12 @@ import torch.nn as nn
 from datasets import Dataset
 
 from experiments.e2e_data import e2e_data_fingerprint, load_e2e
-from experiments.e2e_metrics.formats import group_references_by_mr, write_hypotheses, write_references
+from experiments.e2e_metrics.formats import (
+    check_references,
+    group_references_by_mr,
+    write_hypotheses,
+    write_references,
+)
 from experiments.lm import encode_prompt_target, generate, lm_collate, lm_loss_sum, target_tokens
 from experiments.methods import Method
 from experiments.models import load_causal_lm
@@ -60,6 +65,12 @@ class E2EFamily(TaskFamily):
         cache = self.token_cache(self.data.fingerprint)
         self.train_items = encode_pairs(self.data.train, self.tokenizer, separator, max_len, "train", cache)
         self.valid_items = encode_pairs(self.data.valid, self.tokenizer, separator, max_len, "valid", cache)
+        test = self.data.test
+        self.test_mrs, self.test_references = group_references_by_mr(list(zip(test["mr"], test["text"], strict=True)))
+        limit = cfg["data"].get("max_eval_mrs")
+        if limit:
+            self.test_mrs, self.test_references = self.test_mrs[:limit], self.test_references[:limit]
+        check_references(self.test_references)  # a test set the scorer cannot read fails now, not after training
         pad_id = self.tokenizer.pad_token_id
         self._collate = lm_collate(pad_id if pad_id is not None else self.tokenizer.eos_token_id)
         self._train_loss = lm_loss_sum(cfg["train"]["label_smoothing"])
@@ -102,11 +113,7 @@ class E2EFamily(TaskFamily):
         from experiments.e2e_metrics import JavaNotFoundError, JavaToolNotFoundError, score_e2e
 
         cfg, decode = self.cfg, self.cfg["decode"]
-        test = self.data.test
-        mrs, references = group_references_by_mr(list(zip(test["mr"], test["text"], strict=True)))
-        limit = cfg["data"].get("max_eval_mrs")
-        if limit:
-            mrs, references = mrs[:limit], references[:limit]
+        mrs, references = self.test_mrs, self.test_references
         logger.info("decoding %d test MRs (%d beams), then scoring", len(mrs), decode["num_beams"])
         started = time.perf_counter()
         model.eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from experiments.config import compose_config
 from experiments.e2e import run_e2e
 from experiments.e2e_data import load_e2e
 from experiments.e2e_metrics import read_hypotheses, read_references
+from experiments.e2e_metrics.formats import E2EFormatError
 from experiments.glue_data import DataError
+from experiments.step_log import STEP_LOG_FILE
 from experiments.synthetic import e2e_vocabulary, write_e2e_folder, write_tiny_gpt2
 
 
@@ -145,3 +148,13 @@ def test_dora_on_gpt2_slices_is_refused_clearly(assets, tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"(?i)dora"):
         _run(assets, tmp_path, "method=dora", "train.epochs=1")
     assert not list(tmp_path.rglob("result.json"))
+
+
+def test_a_test_set_the_scorer_cannot_read_is_refused_before_training(assets, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(assets["data"], data)
+    mr = (data / "test.txt").read_text(encoding="utf-8").splitlines()[0].split("||")[0]
+    (data / "test.txt").write_text(f"{mr}||One text .\n{mr}||Another text .\n", encoding="utf-8")
+    with pytest.raises(E2EFormatError, match="a single MR with several references cannot be written"):
+        _run({**assets, "data": data}, tmp_path / "runs")
+    assert not list((tmp_path / "runs").rglob(STEP_LOG_FILE))  # not one training step was taken
