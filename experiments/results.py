@@ -52,6 +52,7 @@ NON_SEMANTIC_KEYS = frozenset(
     {
         *("results_dir", "overwrite", "device", "hydra", "seed", "logger"),
         *("train.compile", "train.checkpoint_every_steps", "train.per_device_batch_size", "train.eval_batch_size"),
+        *("train.profile_steps", "train.profile_from_step"),
         *("data.dir", "data.cache_dir", "decode.batch_size"),
     }
 )

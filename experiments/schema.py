@@ -211,6 +211,8 @@ class TrainConfig:
     max_steps: int | None = None
     log_every_steps: int = 10
     checkpoint_every_steps: int = 500
+    profile_steps: int = 0  # a profiler trace of this many steps into <run_dir>/profile/ (experiments.step_profile)
+    profile_from_step: int = 20  # after this many steps: the cold start stays out of the trace
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -235,6 +237,8 @@ class TrainConfig:
         _at_least("train.max_steps", self.max_steps, 1, optional=True)
         _at_least("train.log_every_steps", self.log_every_steps, 1)
         _at_least("train.checkpoint_every_steps", self.checkpoint_every_steps, 0)
+        _at_least("train.profile_steps", self.profile_steps, 0)
+        _at_least("train.profile_from_step", self.profile_from_step, 0)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from experiments.checkpointing import Checkpointer, TrainState
 from experiments.distributed import DistContext
 from experiments.progress import RunProgress, Throughput
 from experiments.step_log import STEP_LOG_FILE, StepLog
+from experiments.step_profile import StepProfiler
 from experiments.tracking import Tracker, epoch_scalars, replay, step_scalars
 
 __all__ = [
@@ -71,6 +72,8 @@ class TrainSettings:
     log_every_steps: int = 10
     frozen_weights_in_compute_dtype: bool = True
     compile: bool | str = "auto"
+    profile_steps: int = 0
+    profile_from_step: int = 20
     seed: int = 0
 
     def compile_mode(self) -> str | None:
@@ -311,6 +314,7 @@ def fit(
     with (
         RunProgress(total_steps, state.global_step, settings.epochs, enabled=ctx.is_main) as progress,
         closing(tracker) if tracker is not None else nullcontext(),
+        StepProfiler(run_dir, settings.profile_from_step, settings.profile_steps, device, ctx.is_main) as profiler,
     ):
         if tracker is not None and step_log is not None:
             replay(tracker, step_log.kept, state.history)
@@ -323,6 +327,7 @@ def fit(
             model.train()
             position = first - 1
             for position in range(first, last):
+                profiler.before_step(state.global_step)
                 global_batch = batches[position]
                 norm = sum(item_count(dataset[i]) for i in global_batch)
                 torch.manual_seed(settings.seed * 1_000_003 + state.global_step * 7919 + ctx.rank)
@@ -375,6 +380,7 @@ def fit(
                 ):
                     state.elapsed_s = time.perf_counter() - started
                     save()
+                profiler.after_step(state.global_step)
             completed_epoch = position == steps_per_epoch - 1
             final = state.global_step >= total_steps
             flush_sums()

@@ -29,6 +29,7 @@ GLUE_CASES = [
     ("train.max_steps=0", r"train\.max_steps=0 is not allowed"),
     ("train.weight_decay=-1", r"train\.weight_decay=-1\.0 is not allowed \(allowed: a number >= 0\)"),
     ("train.eval_batch_size=0", r"train\.eval_batch_size=0 is not allowed"),
+    ("train.profile_steps=-1", r"train\.profile_steps=-1 is not allowed \(allowed: an integer >= 0\)"),
     ("train.warmup_ratio=1.5", r"train\.warmup_ratio=1\.5 is not allowed \(allowed: a number in \[0, 1\)\)"),
     ("train.lr=abc", r"train\.lr='abc' has the wrong type"),
     ("train.lr=-1e-3", r"train\.lr=-0\.001 is not allowed \(allowed: a number > 0\)"),

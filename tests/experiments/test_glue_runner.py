@@ -287,3 +287,16 @@ def test_each_lora_variant_runs_and_saves_an_adapter_that_loads(assets, tmp_path
     assert f"/{method}_r8_" in f"/{result['run_dir']}"
     fresh = AutoModelForSequenceClassification.from_pretrained(str(assets["model"]), num_labels=2)
     lora.load_adapter(fresh, tmp_path / result["run_dir"] / result["saved"])  # onto the pretrained base
+
+
+def test_a_window_of_steps_is_profiled_into_the_run_directory(assets, tmp_path: Path) -> None:
+    plain = _run(assets, tmp_path / "plain", "method=lora")
+    profiled = _run(assets, tmp_path / "profiled", "method=lora", "train.profile_steps=2", "train.profile_from_step=1")
+    assert profiled["run_dir"] == plain["run_dir"]  # profiling does not change what the run is
+    assert not (tmp_path / "plain" / plain["run_dir"] / "profile").exists()
+    out = tmp_path / "profiled" / profiled["run_dir"] / "profile"
+    summary = (out / "summary.txt").read_text(encoding="utf-8")
+    assert summary.startswith("optimizer steps 2-3 (2 steps) on cpu\nwall time per step: ")
+    assert "aten::addmm" in summary  # the step's operators, by self time
+    events = json.loads((out / "trace.json").read_text(encoding="utf-8"))["traceEvents"]
+    assert any(event.get("name") == "aten::addmm" for event in events)
