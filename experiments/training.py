@@ -318,6 +318,7 @@ def fit(
     ):
         if tracker is not None and step_log is not None:
             replay(tracker, step_log.kept, state.history)
+        profiler.plan(state.global_step, total_steps)
         for epoch in range(state.global_step // steps_per_epoch, settings.epochs):
             if state.global_step >= total_steps:
                 break
@@ -381,6 +382,7 @@ def fit(
                     state.elapsed_s = time.perf_counter() - started
                     save()
                 profiler.after_step(state.global_step)
+            profiler.end_of_steps()  # an open window closes before the evaluation
             completed_epoch = position == steps_per_epoch - 1
             final = state.global_step >= total_steps
             flush_sums()

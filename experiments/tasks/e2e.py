@@ -61,16 +61,16 @@ class E2EFamily(TaskFamily):
         cfg = self.cfg
         self.device = device
         self.data = load_e2e(cfg["task"], cfg["data"])
-        separator, max_len = cfg["task"]["prompt_separator"], cfg["train"]["max_seq_length"]
-        cache = self.token_cache(self.data.fingerprint)
-        self.train_items = encode_pairs(self.data.train, self.tokenizer, separator, max_len, "train", cache)
-        self.valid_items = encode_pairs(self.data.valid, self.tokenizer, separator, max_len, "valid", cache)
         test = self.data.test
         self.test_mrs, self.test_references = group_references_by_mr(list(zip(test["mr"], test["text"], strict=True)))
         limit = cfg["data"].get("max_eval_mrs")
         if limit:
             self.test_mrs, self.test_references = self.test_mrs[:limit], self.test_references[:limit]
         check_references(self.test_references)  # a test set the scorer cannot read fails now, not after training
+        separator, max_len = cfg["task"]["prompt_separator"], cfg["train"]["max_seq_length"]
+        cache = self.token_cache(self.data.fingerprint)
+        self.train_items = encode_pairs(self.data.train, self.tokenizer, separator, max_len, "train", cache)
+        self.valid_items = encode_pairs(self.data.valid, self.tokenizer, separator, max_len, "valid", cache)
         pad_id = self.tokenizer.pad_token_id
         self._collate = lm_collate(pad_id if pad_id is not None else self.tokenizer.eos_token_id)
         self._train_loss = lm_loss_sum(cfg["train"]["label_smoothing"])

@@ -298,5 +298,22 @@ def test_a_window_of_steps_is_profiled_into_the_run_directory(assets, tmp_path: 
     summary = (out / "summary.txt").read_text(encoding="utf-8")
     assert summary.startswith("optimizer steps 2-3 (2 steps) on cpu\nwall time per step: ")
     assert "aten::addmm" in summary  # the step's operators, by self time
-    events = json.loads((out / "trace.json").read_text(encoding="utf-8"))["traceEvents"]
-    assert any(event.get("name") == "aten::addmm" for event in events)
+    names = [event.get("name") for event in json.loads((out / "trace.json").read_text(encoding="utf-8"))["traceEvents"]]
+    assert names.count("Optimizer.step#AdamW.step") == 2  # exactly the window's steps
+
+
+def test_a_profile_window_stops_where_the_epoch_ends_and_a_late_one_is_reported(
+    assets, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    per_epoch = _run(assets, tmp_path / "plain", "method=lora")["steps"] // 2
+    crossing = (f"train.profile_from_step={per_epoch - 1}", "train.profile_steps=3")  # the last step of epoch 1, ...
+    result = _run(assets, tmp_path / "crossing", "method=lora", *crossing)
+    out = tmp_path / "crossing" / result["run_dir"] / "profile"
+    assert (out / "summary.txt").read_text(encoding="utf-8").startswith(f"optimizer steps {per_epoch}-{per_epoch} (1")
+    names = [event.get("name") for event in json.loads((out / "trace.json").read_text(encoding="utf-8"))["traceEvents"]]
+    assert names.count("Optimizer.step#AdamW.step") == 1 and "aten::argmax" not in names  # no evaluation in it
+
+    with caplog.at_level(logging.WARNING, logger="experiments.step_profile"):
+        late = _run(assets, tmp_path / "late", "method=lora", "train.profile_steps=2", "train.profile_from_step=99")
+    assert "train.profile_from_step=99: the run has" in caplog.text
+    assert not (tmp_path / "late" / late["run_dir"] / "profile").exists()
