@@ -35,7 +35,14 @@ from experiments.methods import get_method
 from experiments.run import run, train_settings
 from experiments.runner import plain_config
 from experiments.tasks import FAMILIES
-from experiments.training import adamw, autocast_dtype, epoch_batches, resolve_precision, store_frozen_matmul_params
+from experiments.training import (
+    adamw,
+    autocast_dtype,
+    epoch_batches,
+    resolve_precision,
+    store_frozen_matmul_params,
+    to_device,
+)
 
 __all__ = ["bare_steps_per_s", "main", "measure"]
 
@@ -68,7 +75,7 @@ def bare_steps_per_s(plain: dict[str, Any], family: str) -> float:
     order = [epochs[step // per_epoch][step % per_epoch] for step in range(steps)]
     batches = [
         (
-            {k: v.to(device) for k, v in task.collate([items[i] for i in b]).items()},
+            to_device(task.collate([items[i] for i in b]), device),
             sum(task.item_count(items[i]) for i in b),
         )
         for b in order

@@ -56,7 +56,8 @@ class StepProfiler:
                 total_steps,
             )
         elif resumed_at >= self._last:
-            logger.warning("resumed at step %d, past the profiled window (steps %d-%d)", resumed_at, *self._window())
+            window = (self._first + 1, self._last)
+            logger.warning("resumed at step %d, past the profiled window (steps %d-%d)", resumed_at, *window)
 
     def before_step(self, global_step: int) -> None:
         """Call before the optimizer step numbered ``global_step + 1``: starts recording inside the window."""
@@ -87,9 +88,6 @@ class StepProfiler:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: object) -> None:
         """A failed run writes nothing; the profiler is stopped in any case, the run's own error kept."""
         self._stop(write=kind is None)
-
-    def _window(self) -> tuple[int, int]:
-        return self._first + 1, self._last
 
     def _stop(self, write: bool) -> None:
         if self._profile is None:
