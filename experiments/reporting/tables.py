@@ -478,6 +478,7 @@ def _comparison(
     shown = {
         "Model": first.model,
         "Task": TASK_NAMES.get(task, task),
+        "Epochs": _epochs(one["epochs"]) + _init_mark(one),
         "First": first.label,
         "Second": second.label,
         "Δ median (first − second)": "—" if math.isnan(delta) else f"{delta:+.2f}",
@@ -499,16 +500,17 @@ def _comparison(
 
 
 def glue_significance_table(groups: pd.DataFrame, runs: pd.DataFrame) -> Table | None:
-    """LoRA against full FT and against BitFit on each task of the Table 2 layout, in the cells of each method's
-    first row: the difference of the medians and a two-sided Mann-Whitney U test over the per-seed scores."""
+    """LoRA against full FT and against BitFit on each task of the Table 2 layout, at every epoch budget and start
+    the two methods share (a method's first row may hold another budget than the other's, e.g. a longer one that
+    converges): the difference of the medians and a two-sided Mann-Whitney U test over the per-seed scores."""
     selected = _table2_groups(groups)
     if selected.empty:
         return None
-    first_rows = [row for row in _table2_rows(selected) if row.first]
+    table_rows = _table2_rows(selected)
     rows, data = [], []
-    for model in sorted({row.model for row in first_rows}):
+    for model in sorted({row.model for row in table_rows}):
         for task in _tasks(selected):
-            present = [row for row in first_rows if row.model == model and task in row.cells]
+            present = [row for row in table_rows if row.model == model and task in row.cells]
             for methods in _COMPARED:
                 for first, second in itertools.product(present, present):
                     one, two = first.cells[task], second.cells[task]
@@ -521,9 +523,9 @@ def glue_significance_table(groups: pd.DataFrame, runs: pd.DataFrame) -> Table |
     caption = " ".join(
         [
             models_note(selected),
-            "Does LoRA differ from full FT and BitFit by more than the seeds do? For each task, the cells of each "
-            "method's first row in the Table 2 layout above (compared where preset, epoch budget and starting "
-            "weights are the same): Δ = the first median − the second (x100, as in Table 2), n = the seeds with a "
+            "Does LoRA differ from full FT and BitFit by more than the seeds do? For each task, and each epoch "
+            "budget and start that both methods ran (their cells in the Table 2 layout above, first or spilled "
+            "rows): Δ = the first median − the second (x100, as in Table 2), n = the seeds with a "
             "score on each side, p = the two-sided Mann–Whitney U test of the per-seed scores (each run's "
             "best-epoch dev score as in Table 2): twice the smaller one-sided tail (at most 1) of U's distribution "
             "over every split of the pooled scores into two groups of these sizes, so exact with tied scores too "

@@ -313,7 +313,7 @@ def test_seed_noise_p_is_exact_when_scores_tie(tmp_path: Path) -> None:
     assert (versus["u"], versus["p"]) == (0.0, pytest.approx(0.1))
 
 
-def test_seed_noise_table_compares_the_first_rows_of_table_2_by_mann_whitney(tmp_path: Path) -> None:
+def test_seed_noise_table_compares_every_budget_two_methods_share_by_mann_whitney(tmp_path: Path) -> None:
     from scipy.stats import mannwhitneyu
 
     for seed, (lora, full_ft) in enumerate(zip(RTE_LORA, RTE_FULL_FT, strict=True)):
@@ -324,34 +324,45 @@ def test_seed_noise_table_compares_the_first_rows_of_table_2_by_mann_whitney(tmp
     for seed, score in enumerate([0.40, 0.41]):  # LoRA at another budget: Table 2's second LoRA row
         write_run(tmp_path, (MINILM, "task=rte", "method=lora", "train.epochs=5"), seed, score)
     write_run(tmp_path, (MINILM, "task=rte", "method=full_ft", "train.epochs=5"), 0, 0.45)
+    write_run(tmp_path, (MINILM, "task=rte", "method=bitfit", "train.epochs=40"), 0, 0.57)  # only BitFit has 40
     files = write_report([tmp_path], tmp_path / "out")
     markdown = files.markdown.read_text()
     assert markdown.index("### GLUE: training budget") < markdown.index(SEED_NOISE) < markdown.index("### GLUE: ours")
     section = _section(markdown, SEED_NOISE, "### GLUE: ours")
     assert "seeds are not paired" in section and "smallest possible p is 2/252 ≈ 0.008 with 5 vs 5" in section
-    rows = {(row["Task"], row["Second"]): row for row in _table_rows(section)}
-    assert list(rows) == [("RTE", "Full FT, preset paper"), ("RTE", "BitFit, preset paper")]
+    rows = {(row["Task"], row["Epochs"], row["Second"]): row for row in _table_rows(section)}
+    assert list(rows) == [
+        ("RTE", "20", "Full FT, preset paper"),
+        ("RTE", "5", "Full FT, preset paper (other budget: 5 epochs)"),  # LoRA's 5-epoch row, at full FT's
+        # BitFit's first row holds its 40-epoch run (as many seeds, longer), which no LoRA run matches
+        ("RTE", "20", "BitFit, preset paper (other budget: 20 epochs)"),
+    ]
+    five = rows[("RTE", "5", "Full FT, preset paper (other budget: 5 epochs)")]
+    assert five["First"] == "LoRA r=8 α=8 Wq+Wv, preset paper (other budget: 5 epochs)"
+    assert (five["Δ median (first − second)"], five["n (first / second)"]) == ("-4.50", "2 / 1")
+    rows = {(task, second): row for (task, epochs, second), row in rows.items() if epochs == "20"}
     lora, full_ft = [100 * s for s in RTE_LORA], [100 * s for s in RTE_FULL_FT]
     expected = mannwhitneyu(lora, full_ft, alternative="two-sided", method="exact").pvalue  # no ties: scipy exact
     assert rows[("RTE", "Full FT, preset paper")] == {
         "Model": "minilm-l6-h384",
         "Task": "RTE",
-        "First": "LoRA r=8 α=8 Wq+Wv, preset paper",  # the 20-epoch row, not the 5-epoch one or r=4
+        "Epochs": "20",
+        "First": "LoRA r=8 α=8 Wq+Wv, preset paper",  # the 20-epoch row, not r=4
         "Second": "Full FT, preset paper",
         "Δ median (first − second)": f"{statistics.median(lora) - statistics.median(full_ft):+.2f}",
         "n (first / second)": "5 / 5",
         "p (Mann–Whitney U)": f"{expected:.3f}",
     }
     assert rows[("RTE", "Full FT, preset paper")]["Δ median (first − second)"] == "+3.00"
-    bitfit = rows[("RTE", "BitFit, preset paper")]
+    bitfit = rows[("RTE", "BitFit, preset paper (other budget: 20 epochs)")]
     assert (bitfit["Δ median (first − second)"], bitfit["n (first / second)"]) == ("+7.00", "5 / 1")
     assert bitfit["p (Mann–Whitney U)"] == "—"  # one seed on a side: no test
     data = pd.read_csv(files.tables["glue_significance"][0])
-    versus = _row(data, task="rte", second_method="full_ft")
+    versus = _row(data, task="rte", second_method="full_ft", epochs=20)
     assert versus["p"] == pytest.approx(expected) and versus["delta"] == pytest.approx(3.0)
     assert (versus["epochs"], versus["n_first"], versus["n_second"]) == (20, 5, 5)
     assert [float(v) for v in versus["scores_first"].split()] == pytest.approx(lora)
-    assert np.isnan(_row(data, task="rte", second_method="bitfit")["p"])
+    assert np.isnan(_row(data, task="rte", second_method="bitfit", epochs=20)["p"])
     assert "\\caption{" in files.tables["glue_significance"][1].read_text()
 
 
