@@ -240,7 +240,6 @@ class _Table2Row(NamedTuple):
     label: str
     members: pd.DataFrame  # the row's configurations, every budget and start
     cells: dict[Hashable, pd.Series]  # task -> the configuration in this row
-    first: bool  # the row's first layer: per task, the budget with the most seeds, from pretrained weights first
 
 
 def _table2_rows(selected: pd.DataFrame) -> list[_Table2Row]:
@@ -259,7 +258,7 @@ def _table2_rows(selected: pd.DataFrame) -> list[_Table2Row]:
             members = of_model[of_model["budget_series_key"] == first["budget_series_key"]]
             for layer, cells in enumerate(_cells_by_task(members)):
                 label = first["budget_series"] + (_spill_suffix(cells) if layer else "")
-                out.append(_Table2Row(str(model), label, members, cells, layer == 0))
+                out.append(_Table2Row(str(model), label, members, cells))
     return out
 
 
@@ -339,7 +338,7 @@ def glue_methods_table(groups: pd.DataFrame) -> Table | None:
         return None
     tasks = _tasks(groups[groups["family"] == "glue"])
     rows: list[dict[str, str]] = []
-    for model, label, members, cells, _ in _table2_rows(selected):
+    for model, label, members, cells in _table2_rows(selected):
         row = {
             "Model": model,
             "Method": label,
@@ -421,7 +420,7 @@ def glue_budget_table(groups: pd.DataFrame) -> Table | None:
         return None
     tasks = _tasks(groups[groups["family"] == "glue"])
     rows = []
-    for model, label, _, cells, _ in _table2_rows(selected):
+    for model, label, _, cells in _table2_rows(selected):
         row = {"Model": model, "Method": label}
         rows.append(row | {TASK_NAMES.get(t, t): _budget_cell(cells.get(t)) for t in tasks})
     data = _long_rows(selected, lambda g: {k: g.get(k) for k in ("epochs", "steps_min", "steps_max")})
@@ -479,15 +478,15 @@ def _comparison(
         "Model": first.model,
         "Task": TASK_NAMES.get(task, task),
         "Epochs": _epochs(one["epochs"]) + _init_mark(one),
-        "First": first.label,
-        "Second": second.label,
+        "First": one["budget_series"],  # the budget is in its own column, so no row's "(other budget)" mark
+        "Second": two["budget_series"],
         "Δ median (first − second)": "—" if math.isnan(delta) else f"{delta:+.2f}",
         "n (first / second)": f"{len(first_scores)} / {len(second_scores)}",
         "p (Mann–Whitney U)": _p_value(p),
     }
     data = (
         {"family": "glue", "model": first.model, "task": task, "main_metric": one["main_metric"]}
-        | {"first": first.label, "second": second.label, "first_method": one["method"]}
+        | {"first": one["budget_series"], "second": two["budget_series"], "first_method": one["method"]}
         | {"second_method": two["method"]}
         | {k: one[k] for k in _COMPARED_ALIKE}
         | {"median_first": one["median"], "median_second": two["median"], "delta": delta}
@@ -523,10 +522,10 @@ def glue_significance_table(groups: pd.DataFrame, runs: pd.DataFrame) -> Table |
     caption = " ".join(
         [
             models_note(selected),
-            "Does LoRA differ from full FT and BitFit by more than the seeds do? For each task, and each epoch "
-            "budget and start that both methods ran (their cells in the Table 2 layout above, first or spilled "
-            "rows): Δ = the first median − the second (x100, as in Table 2), n = the seeds with a "
-            "score on each side, p = the two-sided Mann–Whitney U test of the per-seed scores (each run's "
+            "Does LoRA differ from full FT and BitFit by more than the seeds do? For each task, at every epoch budget"
+            " and start both methods ran with the same preset (a cell of the Table 2 layout above, in a method's "
+            "first row or a spilled one): Δ = the first median − the second (x100, as in Table 2), n = the seeds with"
+            " a score on each side, p = the two-sided Mann–Whitney U test of the per-seed scores (each run's "
             "best-epoch dev score as in Table 2): twice the smaller one-sided tail (at most 1) of U's distribution "
             "over every split of the pooled scores into two groups of these sizes, so exact with tied scores too "
             "(scipy.stats.mannwhitneyu with an exhaustive PermutationMethod; beyond 100,000 splits, U's exact "
