@@ -124,9 +124,13 @@ class StepProfiler:
                 f"device busy per step: {1e3 * busy_s / per_step:.2f} ms "
                 f"({100 * busy_s / max(wall_s, 1e-9):.0f}% of the wall time; no kernel ran in the rest)"
             )
-        sort_by = "self_device_time_total" if on_gpu else "self_cpu_time_total"
-        table = recorded.key_averages().table(sort_by=sort_by, row_limit=SUMMARY_ROWS)
-        text = "\n".join(header) + "\n\n" + table + "\n"
+        # On a GPU the device-time table alone leaves out the host's runtime calls (launches, copies, syncs),
+        # which take no device time, so a host-bound step is read from the self-CPU table.
+        orders = [("self_device_time_total", "by self device time")] if on_gpu else []
+        orders.append(("self_cpu_time_total", "by self CPU time"))
+        averages = recorded.key_averages()
+        tables = [f"{title}:\n{averages.table(sort_by=key, row_limit=SUMMARY_ROWS)}" for key, title in orders]
+        text = "\n".join(header) + "\n\n" + "\n\n".join(tables) + "\n"
         atomic_write(self._out / "summary.txt", lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
