@@ -10,7 +10,13 @@ import torch.nn as nn
 
 import lora
 from experiments.distributed import DistContext
-from experiments.training import epoch_batches, micro_batches, store_frozen_matmul_params, to_device
+from experiments.training import (
+    epoch_batches,
+    micro_batches,
+    seed_step_generators,
+    store_frozen_matmul_params,
+    to_device,
+)
 
 
 def test_epoch_batches_are_a_seeded_permutation() -> None:
@@ -27,6 +33,26 @@ def test_micro_batches_cover_the_global_batch_once_with_equal_counts(world: int)
     shards = [micro_batches(global_batch, DistContext(r, world, r, torch.device("cpu")), 2) for r in range(world)]
     assert len({len(s) for s in shards}) == 1  # every rank joins the same number of all-reduces
     assert sorted(i for s in shards for micro in s for i in micro) == global_batch
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")),
+    ],
+)
+def test_the_step_seed_draws_what_torch_manual_seed_draws(device: str) -> None:
+    """Dropout after the per-step reseed matches torch.manual_seed's, so runs and resumes keep their masks."""
+    where = torch.device(device)
+    torch.manual_seed(2024)
+    expected = (torch.rand(8), torch.rand(8, device=where), nn.functional.dropout(torch.ones(64, device=where)))
+    torch.manual_seed(7)
+    seed_step_generators(2024, where)
+    drawn = (torch.rand(8), torch.rand(8, device=where), nn.functional.dropout(torch.ones(64, device=where)))
+    assert all(torch.equal(a, b) for a, b in zip(drawn, expected, strict=True))
+    seed_step_generators(2025, where)
+    assert not torch.equal(torch.rand(8), expected[0])
 
 
 @pytest.mark.parametrize(
