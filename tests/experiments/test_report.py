@@ -325,6 +325,9 @@ def test_seed_noise_table_compares_every_budget_two_methods_share_by_mann_whitne
         write_run(tmp_path, (MINILM, "task=rte", "method=lora", "train.epochs=5"), seed, score)
     write_run(tmp_path, (MINILM, "task=rte", "method=full_ft", "train.epochs=5"), 0, 0.45)
     write_run(tmp_path, (MINILM, "task=rte", "method=bitfit", "train.epochs=40"), 0, 0.57)  # only BitFit has 40
+    mnli = "method.init_adapter=/runs/glue/minilm-l6-h384/mnli/lora_r8/seed0/adapter"
+    for seed in (0, 1):  # LoRA from MNLI's adapter (†) at 20 epochs: full FT and BitFit started pretrained
+        write_run(tmp_path, (MINILM, "task=rte", "method=lora", "train.epochs=20", mnli), seed, 0.70)
     files = write_report([tmp_path], tmp_path / "out")
     markdown = files.markdown.read_text()
     assert markdown.index("### GLUE: training budget") < markdown.index(SEED_NOISE) < markdown.index("### GLUE: ours")
@@ -338,7 +341,7 @@ def test_seed_noise_table_compares_every_budget_two_methods_share_by_mann_whitne
         ("RTE", "5", lora_label, "Full FT, preset paper"),  # LoRA's 5-epoch (spilled) row, at full FT's 5 epochs
         # BitFit's first row holds its 40-epoch run (as many seeds, longer), which no LoRA run matches
         ("RTE", "20", lora_label, "BitFit, preset paper"),
-    ]
+    ]  # and no row for the runs from MNLI's adapter: no other method started there
     five = table[1]
     assert (five["Δ median (first − second)"], five["n (first / second)"]) == ("-4.50", "2 / 1")
     rows = {(row["Task"], row["Second"]): row for row in table if row["Epochs"] == "20"}
