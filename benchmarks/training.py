@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import math
 import statistics
 import subprocess
 import time
@@ -458,7 +459,12 @@ def main(argv: list[str] | None = None) -> None:
         "--variants", default="", help=f"comma list of systems ({', '.join(SYSTEMS)}), modes or system:mode"
     )
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 30; quick 5)")
-    parser.add_argument("--budget-s", type=float, default=540.0, help="skip remaining variants after this long")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="skip the variants that would start after this many seconds (e.g. to fit a time-limited machine)",
+    )
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
     args = parser.parse_args(argv)
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
@@ -470,13 +476,15 @@ def main(argv: list[str] | None = None) -> None:
     suffix = "gpu" if device.type == "cuda" else "cpu"
     started = time.time()
     for index, name in enumerate(names):  # each model gets an equal share of what is left of the budget
-        deadline = time.time() + (args.budget_s - (time.time() - started)) / (len(names) - index)
+        left = math.inf if args.budget_s is None else args.budget_s - (time.time() - started)
+        deadline = time.time() + left / (len(names) - index)
         rows = run_training(WORKLOADS[name], device, args.quick, deadline, steps, only)
         if name == "gpt2-medium":
             rows += run_inference(device, args.quick, 20 if args.quick else 50)
         rows = with_ratios(rows)
         command = f"python -m benchmarks.training --models {name}" + (" --quick" if args.quick else "")
         command += f" --variants {args.variants}" if args.variants else ""
+        command += f" --budget-s {args.budget_s:g}" if args.budget_s is not None else ""
         write_jsonl(args.out / f"training_{name}_{suffix}.jsonl", [{"environment": env}, *rows])
         text = report(name, rows, env, command)
         (args.out / f"training_{name}_{suffix}.md").write_text(text, encoding="utf-8")
