@@ -18,6 +18,11 @@ from experiments.training import (
     to_device,
 )
 
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")),
+]
+
 
 def test_epoch_batches_are_a_seeded_permutation() -> None:
     batches = epoch_batches(10, 4, seed=1, epoch=0)
@@ -35,13 +40,7 @@ def test_micro_batches_cover_the_global_batch_once_with_equal_counts(world: int)
     assert sorted(i for s in shards for micro in s for i in micro) == global_batch
 
 
-@pytest.mark.parametrize(
-    "device",
-    [
-        "cpu",
-        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")),
-    ],
-)
+@pytest.mark.parametrize("device", DEVICES)
 def test_the_step_seed_draws_what_torch_manual_seed_draws(device: str) -> None:
     """Dropout after the per-step reseed matches torch.manual_seed's, so runs and resumes keep their masks."""
     where = torch.device(device)
@@ -55,13 +54,7 @@ def test_the_step_seed_draws_what_torch_manual_seed_draws(device: str) -> None:
     assert not torch.equal(torch.rand(8), expected[0])
 
 
-@pytest.mark.parametrize(
-    "device",
-    [
-        "cpu",
-        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")),
-    ],
-)
+@pytest.mark.parametrize("device", DEVICES)
 def test_batches_reach_the_device_unchanged(device: str) -> None:
     batch = {"input_ids": torch.arange(12).view(3, 4), "labels": torch.tensor([0.5, -1.0, 2.0])}
     moved = to_device(batch, torch.device(device))
